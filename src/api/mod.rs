@@ -1,0 +1,202 @@
+//! HTTP only: one module per resource, each with its router; `router()` puts them together
+//! with the cross-cutting layers (keys, metrics, timeout, body limit, tracing).
+
+pub mod error;
+pub mod events;
+pub mod items;
+pub mod json;
+pub mod model;
+pub mod ops;
+pub mod recommendations;
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{header, Method},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    Router,
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+use subtle::ConstantTimeEq;
+use tower_http::trace::TraceLayer;
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use crate::{config::Config, serving::Serving, store::DynStore, training::Trainer};
+use error::ApiError;
+
+/// Everything a handler may touch, passed with axum's `State`.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub serving: Arc<Serving>,
+    pub trainer: Arc<Trainer>,
+    pub config: Arc<Config>,
+    pub metrics: PrometheusHandle,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "recloop", description = "Recommendations that learn from every event. The contract: api-v1.md."),
+    paths(
+        events::post_events,
+        items::put_item, items::post_items, items::get_item, items::delete_item,
+        recommendations::recommendations, recommendations::similar, recommendations::popular,
+        model::current, model::versions, model::retrain,
+        ops::healthz, ops::readyz, ops::metrics_text, ops::openapi,
+    ),
+    modifiers(&Keys)
+)]
+pub struct ApiDoc;
+
+struct Keys;
+
+impl Modify for Keys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let bearer = || {
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build())
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("api_key", bearer());
+        components.add_security_scheme("admin_key", bearer());
+    }
+}
+
+/// Which key a route needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Api,
+    Admin,
+}
+
+fn bearer(req: &Request) -> Option<&[u8]> {
+    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+    let prefix = b"Bearer ";
+    (value.len() > prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &value[prefix.len()..])
+}
+
+/// Constant-time: the time taken must not tell how much of a guessed key was right.
+fn matches(given: Option<&[u8]>, key: &Option<crate::config::Secret>) -> bool {
+    match (given, key) {
+        (Some(g), Some(k)) => bool::from(g.ct_eq(k.expose().as_bytes())),
+        _ => false,
+    }
+}
+
+fn check_key(config: &Config, access: Access, req: &Request) -> Result<(), ApiError> {
+    let given = bearer(req);
+    let is_admin = matches(given, &config.admin_key);
+    let is_api = matches(given, &config.api_key);
+    match access {
+        Access::Api => {
+            if config.api_key.is_none() || is_api || is_admin {
+                Ok(())
+            } else {
+                Err(ApiError::Unauthorized)
+            }
+        }
+        Access::Admin => match (&config.admin_key, &config.api_key) {
+            (Some(_), _) if is_admin => Ok(()),
+            (Some(_), _) if is_api => Err(ApiError::Forbidden),
+            (Some(_), _) => Err(ApiError::Unauthorized),
+            // Without an admin key, the API key (if any) guards everything.
+            (None, Some(_)) if is_api => Ok(()),
+            (None, Some(_)) => Err(ApiError::Unauthorized),
+            (None, None) => Ok(()),
+        },
+    }
+}
+
+async fn require_api(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    match check_key(&s.config, Access::Api, &req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn require_admin(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    match check_key(&s.config, Access::Admin, &req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Request counts and latency per route and status, and the request timeout.
+async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    // Waiting for a whole training is what `?wait=true` asks for; it is exempt.
+    let exempt = route == "/v1/model/retrain" && req.uri().query().is_some_and(|q| q.contains("wait=true"));
+    let response = if exempt {
+        next.run(req).await
+    } else {
+        match tokio::time::timeout(s.config.request_timeout(), next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::Timeout.into_response(),
+        }
+    };
+    let status = response.status().as_u16().to_string();
+    let labels = [
+        ("route", route),
+        ("method", method.to_string()),
+        ("status", status),
+    ];
+    metrics::counter!("recloop_http_requests_total", &labels).increment(1);
+    metrics::histogram!("recloop_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed(method: Method) -> Response {
+    let mut r = ApiError::invalid("method_not_allowed", format!("{method} is not allowed here"), vec![])
+        .into_response();
+    *r.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(events::router())
+        .merge(items::read_router())
+        .merge(recommendations::router())
+        .merge(model::read_router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api));
+    let admin = Router::new()
+        .merge(items::admin_router())
+        .merge(model::admin_router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .merge(api)
+        .merge(admin)
+        .merge(ops::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(MatchedPath::as_str)
+                    .unwrap_or("unmatched");
+                // The route, not the URI: paths hold user ids, which stay out of logs.
+                tracing::info_span!("request", method = %req.method(), route)
+            }),
+        )
+        .with_state(state)
+}

@@ -1,0 +1,187 @@
+//! The loop made visible: the model in service, every version and its fate, retraining.
+
+use axum::{
+    extract::{RawQuery, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{
+    error::{ApiError, ApiResult, ErrorDetail, ErrorEnvelope},
+    AppState,
+};
+use crate::{
+    store::{ModelRecord, ModelStatus},
+    training::Outcome,
+};
+
+pub fn read_router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/model", get(current))
+        .route("/v1/model/versions", get(versions))
+}
+
+pub fn admin_router() -> Router<AppState> {
+    Router::new().route("/v1/model/retrain", post(retrain))
+}
+
+/// One model version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelOut {
+    pub version: i64,
+    pub algorithm: String,
+    /// `accepted` (put in service) or `rejected` (scored worse than the model in service).
+    #[schema(value_type = String, example = "accepted")]
+    pub status: ModelStatus,
+    /// Whether this version answers requests now.
+    pub in_service: bool,
+    /// Why it was accepted or rejected.
+    pub reason: String,
+    pub trained_at: String,
+    pub training_seconds: f64,
+    pub events: i64,
+    pub users: i64,
+    pub items: i64,
+    /// Holdout quality: ndcg_at_10, recall_at_20, hr_at_10, and the champion's on the same holdout.
+    #[schema(value_type = Object)]
+    pub metrics: serde_json::Value,
+    /// The configuration it was fitted with.
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+}
+
+impl ModelOut {
+    fn new(r: ModelRecord, serving: Option<i64>) -> Self {
+        Self {
+            in_service: serving == Some(r.version),
+            version: r.version,
+            algorithm: r.algorithm,
+            status: r.status,
+            reason: r.reason,
+            trained_at: r.trained_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            training_seconds: r.training_seconds,
+            events: r.events,
+            users: r.users,
+            items: r.items,
+            metrics: r.metrics,
+            params: r.params,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionsOut {
+    /// Newest first.
+    pub versions: Vec<ModelOut>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetrainStarted {
+    pub status: String,
+}
+
+fn serving_version(state: &AppState) -> Option<i64> {
+    state.serving.current().map(|s| s.version())
+}
+
+#[utoipa::path(
+    get, path = "/v1/model", tag = "model",
+    responses(
+        (status = 200, body = ModelOut), (status = 401, body = ErrorEnvelope),
+        (status = 404, description = "no model yet", body = ErrorEnvelope),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn current(State(state): State<AppState>) -> ApiResult<Json<ModelOut>> {
+    let snap = state
+        .serving
+        .current()
+        .ok_or_else(|| ApiError::NotFound("no model has been trained yet".into()))?;
+    Ok(Json(ModelOut::new(snap.record.clone(), Some(snap.version()))))
+}
+
+#[utoipa::path(
+    get, path = "/v1/model/versions", tag = "model",
+    responses(
+        (status = 200, body = VersionsOut), (status = 401, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn versions(State(state): State<AppState>) -> ApiResult<Json<VersionsOut>> {
+    let serving = serving_version(&state);
+    let versions = state
+        .store
+        .model_versions()
+        .await?
+        .into_iter()
+        .map(|r| ModelOut::new(r, serving))
+        .collect();
+    Ok(Json(VersionsOut { versions }))
+}
+
+#[utoipa::path(
+    post, path = "/v1/model/retrain", tag = "model",
+    params(("wait" = Option<bool>, Query, description = "answer once a training that includes every event acknowledged before the call has finished")),
+    responses(
+        (status = 200, description = "with wait=true: the new version, accepted or rejected", body = ModelOut),
+        (status = 202, description = "started", body = RetrainStarted),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 409, description = "a training is running", body = ErrorEnvelope),
+        (status = 422, description = "no events to learn from", body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope),
+    ),
+    security((), ("admin_key" = []))
+)]
+pub async fn retrain(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    let wait = match pairs.iter().find(|(k, _)| k == "wait").map(|(_, v)| v.as_str()) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_parameter",
+                "wait must be true or false",
+                vec![ErrorDetail::new(None, "wait", "must be true or false")],
+            ))
+        }
+    };
+    if !wait {
+        if state.store.max_event_seq().await? == 0 {
+            return Err(no_events());
+        }
+        if !state.trainer.try_start() {
+            return Err(ApiError::Conflict {
+                code: "training_in_progress",
+                message: "a training is already running; retry later or use ?wait=true".into(),
+            });
+        }
+        let body = RetrainStarted {
+            status: "started".into(),
+        };
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    let seq = state.store.max_event_seq().await?;
+    match state.trainer.run_covering(seq).await.map_err(ApiError::Internal)? {
+        Outcome::Trained(record) => {
+            Ok(Json(ModelOut::new(record, serving_version(&state))).into_response())
+        }
+        Outcome::NoEvents => Err(no_events()),
+    }
+}
+
+fn no_events() -> ApiError {
+    ApiError::invalid(
+        "no_events",
+        "there are no events to learn from yet",
+        Vec::new(),
+    )
+}

@@ -1,0 +1,238 @@
+//! Reading the model: a user's recommendations, similar items, popular items.
+
+use std::collections::HashSet;
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    routing::get,
+    Json, Router,
+};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    error::{ApiError, ApiResult, ErrorDetail, ErrorEnvelope},
+    items::item_id,
+    AppState,
+};
+use crate::{
+    domain::{Category, ItemId, UserId},
+    serving::{RecommendQuery, ScoredItem, Source},
+};
+
+const MAX_N: usize = 100;
+const MAX_EXCLUDE: usize = 1_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/users/{user_id}/recommendations", get(recommendations))
+        .route("/v1/items/{item_id}/similar", get(similar))
+        .route("/v1/popular", get(popular))
+}
+
+/// Query parameters of the read endpoints (each endpoint uses a subset).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query for OpenAPI; parsed by `Params`
+pub struct RecommendationParams {
+    /// How many items, 1 to 100 (default 10).
+    n: Option<usize>,
+    /// Only items of this catalog category.
+    category: Option<String>,
+    /// Comma-separated item ids never to return.
+    exclude: Option<String>,
+    /// Also return items the user already interacted with (never purchased ones).
+    include_interacted: Option<bool>,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    let message = message.into();
+    ApiError::invalid(
+        "invalid_parameter",
+        format!("{field} {message}"),
+        vec![ErrorDetail::new(None, field, message)],
+    )
+}
+
+/// The query string, parsed by hand so every mistake gets the envelope and a clear message.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn new(raw: Option<String>) -> ApiResult<Self> {
+        serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+            .map(Params)
+            .map_err(|e| bad("query", format!("is not a valid query string: {e}")))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn n(&self) -> ApiResult<usize> {
+        match self.get("n") {
+            None => Ok(10),
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if (1..=MAX_N).contains(&n) => Ok(n),
+                _ => Err(bad("n", format!("must be a whole number from 1 to {MAX_N}"))),
+            },
+        }
+    }
+
+    fn category(&self) -> ApiResult<Option<String>> {
+        self.get("category")
+            .map(|c| {
+                Category::parse(c)
+                    .map(Category::into_inner)
+                    .map_err(|e| bad("category", e.to_string()))
+            })
+            .transpose()
+    }
+
+    fn exclude(&self) -> ApiResult<HashSet<String>> {
+        let Some(raw) = self.get("exclude") else {
+            return Ok(HashSet::new());
+        };
+        let ids: Vec<&str> = raw.split(',').filter(|s| !s.is_empty()).collect();
+        if ids.len() > MAX_EXCLUDE {
+            return Err(bad("exclude", format!("at most {MAX_EXCLUDE} item ids")));
+        }
+        ids.into_iter()
+            .map(|s| {
+                ItemId::parse(s)
+                    .map(ItemId::into_inner)
+                    .map_err(|e| bad("exclude", format!("each item id {e}")))
+            })
+            .collect()
+    }
+
+    fn include_interacted(&self) -> ApiResult<bool> {
+        match self.get("include_interacted") {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(bad("include_interacted", "must be true or false")),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecommendationsOut {
+    pub user_id: String,
+    /// Identifies this response; events that carry it are credited to it.
+    pub recommendation_id: String,
+    /// The model version that answered; null before the first model.
+    pub model_version: Option<i64>,
+    pub source: Source,
+    pub items: Vec<ScoredItem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimilarOut {
+    pub item_id: String,
+    /// Null before the first model.
+    pub model_version: Option<i64>,
+    pub items: Vec<ScoredItem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PopularOut {
+    /// Null before the first model.
+    pub model_version: Option<i64>,
+    pub items: Vec<ScoredItem>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/users/{user_id}/recommendations", tag = "recommendations",
+    params(("user_id" = String, Path), RecommendationParams),
+    responses(
+        (status = 200, body = RecommendationsOut), (status = 401, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn recommendations(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<RecommendationsOut>> {
+    let user = UserId::parse(raw).map_err(|e| bad("user_id", e.to_string()))?;
+    let params = Params::new(query)?;
+    let q = RecommendQuery {
+        n: params.n()?,
+        category: params.category()?,
+        exclude: params.exclude()?,
+        include_interacted: params.include_interacted()?,
+    };
+    let rec = state.serving.recommend(&user, &q).await?;
+    // The version rides in the id, so an event carrying it can be credited without a lookup.
+    let recommendation_id = format!("{}-v{}", ulid::Ulid::new(), rec.model_version.unwrap_or(0));
+    Ok(Json(RecommendationsOut {
+        user_id: user.into_inner(),
+        recommendation_id,
+        model_version: rec.model_version,
+        source: rec.source,
+        items: rec.items,
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/items/{item_id}/similar", tag = "recommendations",
+    params(("item_id" = String, Path), ("n" = Option<usize>, Query, description = "1 to 100, default 10")),
+    responses(
+        (status = 200, body = SimilarOut), (status = 401, body = ErrorEnvelope),
+        (status = 404, description = "neither the catalog nor the model knows the item", body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn similar(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<SimilarOut>> {
+    let id = item_id(raw)?;
+    let n = Params::new(query)?.n()?;
+    let (model_version, items) = match state.serving.similar(id.as_str(), n) {
+        Some((version, items)) => (Some(version), items),
+        // A catalog item nobody has touched yet is known, just without neighbours so far.
+        None if state.serving.catalog.contains(id.as_str()) => {
+            (state.serving.current().map(|s| s.version()), Vec::new())
+        }
+        None => {
+            return Err(ApiError::NotFound(format!(
+                "no item {:?} in the catalog or the model",
+                id.as_str()
+            )))
+        }
+    };
+    Ok(Json(SimilarOut {
+        item_id: id.into_inner(),
+        model_version,
+        items,
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/popular", tag = "recommendations",
+    params(
+        ("n" = Option<usize>, Query, description = "1 to 100, default 10"),
+        ("category" = Option<String>, Query, description = "only items of this category"),
+    ),
+    responses(
+        (status = 200, body = PopularOut), (status = 401, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn popular(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<PopularOut>> {
+    let params = Params::new(query)?;
+    let (model_version, items) = state
+        .serving
+        .popular(params.n()?, params.category()?.as_deref());
+    Ok(Json(PopularOut {
+        model_version,
+        items,
+    }))
+}

@@ -1,0 +1,106 @@
+//! recloop: a recommendation service that learns from every event.
+//!
+//! Data flows one way: `api` → `serving` / `store`; `training` → `store` + `model` → `serving`.
+
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod domain;
+pub mod import;
+pub mod model;
+pub mod serving;
+pub mod store;
+pub mod telemetry;
+pub mod training;
+
+use std::{future::IntoFuture, sync::Arc};
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::{
+    api::AppState,
+    config::Config,
+    serving::{FittedModel, Serving, Snapshot},
+    store::DynStore,
+    training::Trainer,
+};
+
+/// A built application: the HTTP router and the pieces tests drive directly.
+pub struct App {
+    pub state: AppState,
+    pub router: axum::Router,
+}
+
+/// Opens the store (applying migrations), loads the catalog and the newest accepted model, and
+/// builds the router. The trainer loop is not started: `serve` does that.
+pub async fn build_app(config: Config) -> anyhow::Result<App> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let config = Arc::new(config);
+    let store = store::connect(&config.database_url)
+        .await
+        .context("opening the database")?;
+    build_app_with_store(config, store).await
+}
+
+pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyhow::Result<App> {
+    let serving = Arc::new(Serving::new(
+        store.clone(),
+        config.user_cache_capacity,
+        config.exclude_interacted,
+    ));
+    serving.catalog.apply(&store.list_items().await?);
+    if let Some((record, blob)) = store.latest_accepted_model().await? {
+        let model = FittedModel::from_bytes(&blob)
+            .with_context(|| format!("decoding model version {}", record.version))?;
+        tracing::info!(version = record.version, "serving the stored model");
+        serving.publish(Snapshot::new(record, model));
+    }
+    let trainer = Arc::new(Trainer::new(store.clone(), serving.clone(), config.clone()));
+    let state = AppState {
+        store,
+        serving,
+        trainer,
+        config,
+        metrics: telemetry::metrics_handle(),
+    };
+    let router = api::router(state.clone());
+    Ok(App { state, router })
+}
+
+/// Serves until SIGINT/SIGTERM: stops accepting, drains requests in flight (bounded by the
+/// grace period), stops the trainer.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = build_app(config).await?;
+    let config = app.state.config.clone();
+    if config.api_key.is_none() {
+        tracing::warn!("RECLOOP_API_KEY is not set: the API is open to anyone who can reach it (development mode)");
+    }
+    if config.admin_key.is_none() {
+        tracing::warn!("RECLOOP_ADMIN_KEY is not set: model operations and catalog writes need no admin key");
+    }
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("binding {}", config.bind))?;
+    tracing::info!(bind = %listener.local_addr()?, "recloop listening");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let trainer = tokio::spawn(app.state.trainer.clone().run_loop(stop_rx.clone()));
+    let server = axum::serve(listener, app.router).with_graceful_shutdown(async move {
+        telemetry::shutdown_signal().await;
+        tracing::info!("shutting down: draining requests");
+        let _ = stop_tx.send(true);
+    });
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+    let mut signalled = stop_rx;
+    // The drain is bounded: once the signal came, requests get `grace` to finish.
+    tokio::select! {
+        served = server.into_future() => served?,
+        _ = async {
+            let _ = signalled.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("requests still running after the grace period; closing"),
+    }
+    let _ = tokio::time::timeout(grace, trainer).await;
+    tracing::info!("stopped");
+    Ok(())
+}

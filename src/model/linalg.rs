@@ -1,0 +1,190 @@
+//! Small dense kernels shared by ALS, fold-in and similarity.
+//!
+//! Written so that LLVM vectorises them on the baseline target (no `unsafe`, no
+//! target features): reductions keep eight independent accumulators, because a
+//! single running sum forces strict left-to-right float order and stays scalar.
+
+use rayon::prelude::*;
+
+/// Rows per partial Gram matrix. A fixed block size (not one per thread) keeps the
+/// floating-point summation order, and so the result, independent of the thread count.
+const GRAM_BLOCK_ROWS: usize = 512;
+
+/// Dot product of two equally long slices.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; 8];
+    let (a8, a_rest) = a.split_at(a.len() - a.len() % 8);
+    let (b8, b_rest) = b.split_at(a8.len());
+    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in a_rest.iter().zip(b_rest) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `y += alpha * x`.
+#[inline]
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    debug_assert_eq!(x.len(), y.len());
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+/// Adds `c * v vᵀ` to the lower triangle of the row-major `k×k` matrix `a`.
+/// Only the lower triangle is maintained: it is all Cholesky reads, and it halves the
+/// cost of the dominant term of a row solve.
+#[inline]
+pub fn syr_lower(c: f32, v: &[f32], a: &mut [f32], k: usize) {
+    for p in 0..k {
+        let s = c * v[p];
+        axpy(s, &v[..=p], &mut a[p * k..p * k + p + 1]);
+    }
+}
+
+/// `out = m · v` for a symmetric, fully stored row-major `k×k` matrix `m`.
+#[inline]
+pub fn symv(m: &[f32], v: &[f32], out: &mut [f32], k: usize) {
+    for (p, o) in out.iter_mut().enumerate() {
+        *o = dot(&m[p * k..(p + 1) * k], v);
+    }
+}
+
+/// `FᵀF` of a row-major `n×k` matrix, fully stored (`k×k`, row-major).
+///
+/// Parallel over fixed blocks of rows whose partial sums are added in block order,
+/// so the result is bit-identical for any number of threads.
+pub fn gram(factors: &[f32], k: usize) -> Vec<f32> {
+    let partials: Vec<Vec<f32>> = factors
+        .par_chunks(GRAM_BLOCK_ROWS * k)
+        .map(|block| {
+            let mut g = vec![0.0f32; k * k];
+            for row in block.chunks_exact(k) {
+                syr_lower(1.0, row, &mut g, k);
+            }
+            g
+        })
+        .collect();
+    let mut g = vec![0.0f32; k * k];
+    for part in &partials {
+        axpy(1.0, part, &mut g);
+    }
+    mirror_lower(&mut g, k);
+    g
+}
+
+/// Copies the lower triangle onto the upper one.
+pub fn mirror_lower(a: &mut [f32], k: usize) {
+    for p in 0..k {
+        for q in 0..p {
+            a[q * k + p] = a[p * k + q];
+        }
+    }
+}
+
+/// Solves `A x = b` in place (`b` becomes `x`) for a symmetric positive definite `A`
+/// given by its lower triangle (row-major `k×k`, f64, overwritten by the factor L).
+///
+/// Hand-written Cholesky (k ≤ a few hundred, so blocking buys nothing). f64 because
+/// `A` mixes the Gram matrix of all items with a small ridge term, and f32 loses the
+/// small-eigenvalue directions. A non-positive pivot (only possible with zero
+/// regularisation on degenerate data) is clamped so the solve still returns a finite,
+/// if regularised, answer instead of NaN.
+pub fn cholesky_solve(a: &mut [f64], b: &mut [f64], k: usize) {
+    for i in 0..k {
+        for j in 0..=i {
+            let s = a[i * k + j] - dot64(&a[i * k..i * k + j], &a[j * k..j * k + j]);
+            if i == j {
+                a[i * k + i] = s.max(1e-12).sqrt();
+            } else {
+                a[i * k + j] = s / a[j * k + j];
+            }
+        }
+    }
+    // Forward substitution L y = b.
+    for i in 0..k {
+        let s = b[i] - dot64(&a[i * k..i * k + i], &b[..i]);
+        b[i] = s / a[i * k + i];
+    }
+    // Back substitution Lᵀ x = y, column-wise so L is still read row by row.
+    for i in (0..k).rev() {
+        b[i] /= a[i * k + i];
+        let xi = b[i];
+        for (bj, lij) in b[..i].iter_mut().zip(&a[i * k..i * k + i]) {
+            *bj -= lij * xi;
+        }
+    }
+}
+
+#[inline]
+fn dot64(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (a4, a_rest) = a.split_at(a.len() - a.len() % 4);
+    let (b4, b_rest) = b.split_at(a4.len());
+    for (x, y) in a4.chunks_exact(4).zip(b4.chunks_exact(4)) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in a_rest.iter().zip(b_rest) {
+        tail += x * y;
+    }
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_naive_for_all_tail_lengths() {
+        for n in 0..20 {
+            let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.0 + i as f32).collect();
+            let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - naive).abs() < 1e-4, "n={n}");
+        }
+    }
+
+    #[test]
+    fn gram_is_ftf_and_thread_independent() {
+        let (n, k) = (1100, 3);
+        let f: Vec<f32> = (0..n * k).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
+        let g = gram(&f, k);
+        for p in 0..k {
+            for q in 0..k {
+                let naive: f32 = (0..n).map(|r| f[r * k + p] * f[r * k + q]).sum();
+                assert!((g[p * k + q] - naive).abs() < 1e-2 * naive.abs().max(1.0));
+            }
+        }
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .map(|pool| pool.install(|| gram(&f, k)))
+            .unwrap_or_else(|_| g.clone());
+        assert_eq!(g, one_thread);
+    }
+
+    #[test]
+    fn cholesky_solves_spd_system() {
+        // A = [[4,2,0],[2,5,1],[0,1,3]], x = [1,-2,3] -> b = A x.
+        let full = [4.0, 2.0, 0.0, 2.0, 5.0, 1.0, 0.0, 1.0, 3.0];
+        let x = [1.0, -2.0, 3.0];
+        let mut b: Vec<f64> = (0..3)
+            .map(|i| (0..3).map(|j| full[i * 3 + j] * x[j]).sum())
+            .collect();
+        let mut a = full.to_vec();
+        cholesky_solve(&mut a, &mut b, 3);
+        for (got, want) in b.iter().zip(x) {
+            assert!((got - want).abs() < 1e-12);
+        }
+    }
+}

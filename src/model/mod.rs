@@ -1,0 +1,22 @@
+//! Pure recommendation algorithms: the interaction matrix, implicit ALS, popularity,
+//! item similarity, top-k selection, metrics and the offline evaluation protocol.
+//!
+//! No I/O, no async, no global state: every function is a deterministic function of its
+//! inputs (and seed), so training can run anywhere (rayon, `spawn_blocking`) and tests
+//! can pin results.
+
+pub mod als;
+pub mod holdout;
+pub mod interactions;
+mod linalg;
+pub mod metrics;
+pub mod popularity;
+pub mod similarity;
+pub mod synthetic;
+pub mod topk;
+
+pub use als::{AlsModel, AlsParams};
+pub use interactions::{Interactions, LogEvent};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,301 @@
+//! The model in service — an atomically swapped snapshot — and how a request is answered from it.
+//!
+//! A user's vector is never stored: it is folded in from their full history against the fixed
+//! item factors when they ask, so an event acknowledged a moment ago already counts, and cached
+//! until their next event.
+
+use std::{
+    collections::{HashMap, HashSet},
+    hash::{BuildHasher, Hash, Hasher},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use arc_swap::ArcSwapOption;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    catalog::Catalog,
+    domain::{EventType, EventWeights, UserId},
+    model::{topk::top_k, AlsModel},
+    store::{DynStore, ModelRecord, StoreResult},
+};
+
+/// What training produces and the database keeps: everything needed to serve, nothing per user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FittedModel {
+    /// Item ids by model index (sorted).
+    pub item_ids: Vec<String>,
+    pub als: AlsModel,
+    pub popularity: Vec<f32>,
+    pub similar: Vec<Vec<(u32, f32)>>,
+    pub weights: EventWeights,
+}
+
+impl FittedModel {
+    pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(postcard::to_allocvec(self)?)
+    }
+    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+}
+
+/// A fitted model ready to answer requests.
+pub struct Snapshot {
+    pub record: ModelRecord,
+    pub model: FittedModel,
+    pub index: HashMap<String, u32>,
+}
+
+impl Snapshot {
+    pub fn new(record: ModelRecord, model: FittedModel) -> Self {
+        let index = model
+            .item_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i as u32))
+            .collect();
+        Self {
+            record,
+            model,
+            index,
+        }
+    }
+
+    pub fn version(&self) -> i64 {
+        self.record.version
+    }
+}
+
+/// What the request path knows about one user under one model version.
+struct UserState {
+    model_version: i64,
+    /// The shard generation when the history was read; stale once the shard moves on.
+    generation: u64,
+    vector: Option<Vec<f32>>,
+    interacted: HashSet<u32>,
+    purchased: HashSet<u32>,
+}
+
+/// Generations are sharded by user: an event bumps its user's shard, so only the (few) users of
+/// that shard re-read their history. Enough shards that a busy shop rarely bumps a given one.
+const GENERATION_SHARDS: usize = 1 << 16;
+
+/// Which list answered a recommendation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Ranked by the user's own taste.
+    Personalized,
+    /// Recent popularity: the user has no usable history yet.
+    Popular,
+}
+
+/// One ranked item.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ScoredItem {
+    pub item_id: String,
+    pub score: f32,
+}
+
+/// What a recommendation request asks for, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct RecommendQuery {
+    pub n: usize,
+    pub category: Option<String>,
+    pub exclude: HashSet<String>,
+    pub include_interacted: bool,
+}
+
+pub struct Recommendation {
+    pub model_version: Option<i64>,
+    pub source: Source,
+    pub items: Vec<ScoredItem>,
+}
+
+pub struct Serving {
+    store: DynStore,
+    model: ArcSwapOption<Snapshot>,
+    pub catalog: Catalog,
+    users: moka::sync::Cache<String, Arc<UserState>>,
+    generations: Box<[AtomicU64]>,
+    hasher: std::collections::hash_map::RandomState,
+    exclude_interacted_default: bool,
+}
+
+impl Serving {
+    pub fn new(store: DynStore, user_cache_capacity: u64, exclude_interacted: bool) -> Self {
+        Self {
+            store,
+            model: ArcSwapOption::empty(),
+            catalog: Catalog::default(),
+            users: moka::sync::Cache::new(user_cache_capacity),
+            generations: (0..GENERATION_SHARDS).map(|_| AtomicU64::new(0)).collect(),
+            hasher: Default::default(),
+            exclude_interacted_default: exclude_interacted,
+        }
+    }
+
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        self.model.load_full()
+    }
+
+    /// Puts a model in service. Requests in flight keep the snapshot they loaded.
+    pub fn publish(&self, snapshot: Snapshot) {
+        metrics::gauge!("recloop_model_version").set(snapshot.version() as f64);
+        self.model.store(Some(Arc::new(snapshot)));
+        // Cached users carry the old version and would be refolded anyway; free them now.
+        self.users.invalidate_all();
+    }
+
+    fn shard(&self, user: &str) -> &AtomicU64 {
+        let mut h = self.hasher.build_hasher();
+        user.hash(&mut h);
+        &self.generations[(h.finish() as usize) % GENERATION_SHARDS]
+    }
+
+    /// Called after events of `user` were durably committed and before they are acknowledged:
+    /// the user's next request re-reads their history.
+    pub fn user_changed(&self, user: &str) {
+        self.shard(user).fetch_add(1, Ordering::AcqRel);
+        self.users.invalidate(user);
+    }
+
+    async fn user_state(&self, user: &UserId, snap: &Snapshot) -> StoreResult<Arc<UserState>> {
+        let generation = self.shard(user.as_str()).load(Ordering::Acquire);
+        if let Some(state) = self.users.get(user.as_str()) {
+            if state.generation == generation && state.model_version == snap.version() {
+                return Ok(state);
+            }
+        }
+        let history = self.store.user_history(user).await?;
+        let weights = &snap.model.weights;
+        let mut summed: HashMap<u32, f32> = HashMap::new();
+        let mut purchased = HashSet::new();
+        for e in &history {
+            if let Some(&i) = snap.index.get(&e.item_id) {
+                *summed.entry(i).or_default() += weights.of(e.event_type);
+                if e.event_type == EventType::Purchase {
+                    purchased.insert(i);
+                }
+            }
+        }
+        let mut fold: Vec<(u32, f32)> = summed.into_iter().collect();
+        fold.sort_unstable_by_key(|&(i, _)| i);
+        let vector = (!fold.is_empty()).then(|| snap.model.als.fold_in(&fold));
+        let state = Arc::new(UserState {
+            model_version: snap.version(),
+            generation,
+            vector,
+            interacted: fold.iter().map(|&(i, _)| i).collect(),
+            purchased,
+        });
+        self.users.insert(user.as_str().to_owned(), state.clone());
+        Ok(state)
+    }
+
+    /// A user's recommendations: personal when they have history the model knows, popular otherwise.
+    pub async fn recommend(
+        &self,
+        user: &UserId,
+        q: &RecommendQuery,
+    ) -> StoreResult<Recommendation> {
+        let Some(snap) = self.current() else {
+            return Ok(Recommendation {
+                model_version: None,
+                source: Source::Popular,
+                items: Vec::new(),
+            });
+        };
+        let state = self.user_state(user, &snap).await?;
+        let include_interacted = q.include_interacted || !self.exclude_interacted_default;
+        let hidden = |i: u32| {
+            state.purchased.contains(&i)
+                || (!include_interacted && state.interacted.contains(&i))
+                || q.exclude.contains(&snap.model.item_ids[i as usize])
+        };
+        let (source, items) = match &state.vector {
+            Some(vector) => {
+                let mut scores = vec![0.0; snap.model.item_ids.len()];
+                snap.model.als.score_into(vector, &mut scores);
+                (Source::Personalized, self.best(&snap, &scores, q, hidden))
+            }
+            None => (
+                Source::Popular,
+                self.best(&snap, &snap.model.popularity, q, hidden),
+            ),
+        };
+        Ok(Recommendation {
+            model_version: Some(snap.version()),
+            source,
+            items,
+        })
+    }
+
+    /// Recently popular items, optionally in one category.
+    pub fn popular(&self, n: usize, category: Option<&str>) -> (Option<i64>, Vec<ScoredItem>) {
+        let Some(snap) = self.current() else {
+            return (None, Vec::new());
+        };
+        let q = RecommendQuery {
+            n,
+            category: category.map(str::to_owned),
+            ..Default::default()
+        };
+        let items = self.best(&snap, &snap.model.popularity, &q, |_| false);
+        (Some(snap.version()), items)
+    }
+
+    /// Items like `item_id`; `None` when the model does not know the item.
+    pub fn similar(&self, item_id: &str, n: usize) -> Option<(i64, Vec<ScoredItem>)> {
+        let snap = self.current()?;
+        let &i = snap.index.get(item_id)?;
+        let view = self.catalog.view();
+        let items = snap.model.similar[i as usize]
+            .iter()
+            .filter(|&&(j, _)| view.allows(&snap.model.item_ids[j as usize], None))
+            .take(n)
+            .map(|&(j, score)| ScoredItem {
+                item_id: snap.model.item_ids[j as usize].clone(),
+                score,
+            })
+            .collect();
+        Some((snap.version(), items))
+    }
+
+    /// The top `q.n` items by score that are neither hidden nor filtered out by the catalog.
+    /// The catalog check costs a string lookup, so it runs on a short list first and on every
+    /// item only when that list was not enough (e.g. a narrow category).
+    fn best(
+        &self,
+        snap: &Snapshot,
+        scores: &[f32],
+        q: &RecommendQuery,
+        hidden: impl Fn(u32) -> bool,
+    ) -> Vec<ScoredItem> {
+        let view = self.catalog.view();
+        let ids = &snap.model.item_ids;
+        let allowed = |i: u32| view.allows(&ids[i as usize], q.category.as_deref());
+        let shortlist_len = q.n * 2 + 32;
+        let shortlist = top_k(scores, shortlist_len, |i| !hidden(i));
+        let mut picked: Vec<(u32, f32)> = shortlist
+            .iter()
+            .copied()
+            .filter(|&(i, _)| allowed(i))
+            .take(q.n)
+            .collect();
+        if picked.len() < q.n && shortlist.len() == shortlist_len {
+            picked = top_k(scores, q.n, |i| !hidden(i) && allowed(i));
+        }
+        picked
+            .into_iter()
+            .map(|(i, score)| ScoredItem {
+                item_id: ids[i as usize].clone(),
+                score,
+            })
+            .collect()
+    }
+}

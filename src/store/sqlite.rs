@@ -1,0 +1,395 @@
+//! The embedded default: SQLite in WAL mode with `synchronous=FULL`, so a commit survives a
+//! machine crash. Concurrent appends are grouped into one transaction (group commit) by a single
+//! writer task, so durability costs one fsync per group, not per request.
+
+use std::{str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::TryStreamExt;
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    QueryBuilder, Row, Sqlite, SqlitePool,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+
+/// Rows per multi-row INSERT: 7 binds each stays far below SQLite's 32,766-variable limit.
+const INSERT_CHUNK: usize = 1_000;
+/// A group commit stops collecting requests past this many events, bounding one transaction.
+const GROUP_MAX_EVENTS: usize = 50_000;
+/// The most recent events of a user that the request path folds in; bounds the cost of a bot.
+pub const HISTORY_LIMIT: i64 = 10_000;
+
+struct AppendJob {
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<StoreResult<AppendOutcome>>,
+}
+
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+    appends: mpsc::Sender<AppendJob>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and applies the migrations.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL fsyncs the WAL on every commit: an acknowledged event survives power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        // One writing connection: SQLite has one writer anyway, and the group-commit task
+        // is the one place that decides what goes into a transaction.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await?;
+        let (appends, jobs) = mpsc::channel(1024);
+        tokio::spawn(group_commit(write.clone(), jobs));
+        Ok(Self {
+            read,
+            write,
+            appends,
+        })
+    }
+}
+
+/// Drains every append waiting in the queue into one transaction, commits once, answers all.
+async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<AppendJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        let mut events = group[0].events.len();
+        while events < GROUP_MAX_EVENTS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    events += job.events.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("recloop_group_commit_requests").record(group.len() as f64);
+        match write_group(&pool, &group).await {
+            Ok(outcomes) => {
+                for (job, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = group.len(), "group commit failed");
+                for job in group {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::Unavailable(sqlx::Error::Protocol(
+                            e.to_string(),
+                        ))));
+                }
+            }
+        }
+    }
+}
+
+async fn write_group(pool: &SqlitePool, group: &[AppendJob]) -> StoreResult<Vec<AppendOutcome>> {
+    let received_ms = Utc::now().timestamp_millis();
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    for job in group {
+        let mut accepted = 0;
+        for chunk in job.events.chunks(INSERT_CHUNK) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO events \
+                 (event_id, user_id, item_id, type, ts_ms, recommendation_id, received_ms) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.event_id.as_ref().map(|id| id.as_str()))
+                    .push_bind(e.user_id.as_str())
+                    .push_bind(e.item_id.as_str())
+                    .push_bind(e.event_type.code())
+                    .push_bind(e.ts_ms)
+                    .push_bind(e.recommendation_id.as_deref())
+                    .push_bind(received_ms);
+            });
+            accepted += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        outcomes.push(AppendOutcome {
+            accepted,
+            duplicates: job.events.len() as u64 - accepted,
+        });
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn event_type(code: i64) -> StoreResult<EventType> {
+    EventType::from_code(code).ok_or_else(|| StoreError::Corrupt(format!("event type {code}")))
+}
+
+fn item_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Item> {
+    let categories: String = row.try_get("categories")?;
+    let attributes: String = row.try_get("attributes")?;
+    Ok(Item {
+        item_id: row.try_get("item_id")?,
+        title: row.try_get("title")?,
+        categories: serde_json::from_str(&categories)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        available: row.try_get::<i64, _>("available")? != 0,
+        attributes: serde_json::from_str(&attributes)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        updated_at: ms_to_time(row.try_get("updated_ms")?),
+    })
+}
+
+fn model_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ModelRecord> {
+    let metrics: String = row.try_get("metrics")?;
+    let params: String = row.try_get("params")?;
+    let status: String = row.try_get("status")?;
+    Ok(ModelRecord {
+        version: row.try_get("version")?,
+        algorithm: row.try_get("algorithm")?,
+        status: ModelStatus::parse(&status)?,
+        reason: row.try_get("reason")?,
+        trained_at: ms_to_time(row.try_get("trained_ms")?),
+        training_seconds: row.try_get("training_seconds")?,
+        events: row.try_get("events")?,
+        users: row.try_get("users")?,
+        items: row.try_get("items")?,
+        log_seq: row.try_get("log_seq")?,
+        metrics: serde_json::from_str(&metrics).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        params: serde_json::from_str(&params).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+const MODEL_COLUMNS: &str = "version, algorithm, status, reason, trained_ms, training_seconds, \
+                             events, users, items, log_seq, metrics, params";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    async fn append_events(&self, events: Vec<NewEvent>) -> StoreResult<AppendOutcome> {
+        if events.is_empty() {
+            return Ok(AppendOutcome::default());
+        }
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        self.appends
+            .send(AppendJob { events, reply })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
+        let rows = sqlx::query(
+            "SELECT item_id, type, ts_ms FROM \
+             (SELECT seq, item_id, type, ts_ms FROM events WHERE user_id = ? \
+              ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+        )
+        .bind(user.as_str())
+        .bind(HISTORY_LIMIT)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryEvent {
+                    item_id: r.try_get("item_id")?,
+                    event_type: event_type(r.try_get("type")?)?,
+                    ts_ms: r.try_get("ts_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn max_event_seq(&self) -> StoreResult<i64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn load_log(&self) -> StoreResult<Log> {
+        // One read transaction: the max and the rows come from the same snapshot.
+        let mut tx = self.read.begin().await?;
+        let max_seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+            .fetch_one(&mut *tx)
+            .await?;
+        let max_seq = max_seq.unwrap_or(0);
+        let mut rows = Vec::new();
+        {
+            let mut stream =
+                sqlx::query("SELECT user_id, item_id, type, ts_ms FROM events WHERE seq <= ?")
+                    .bind(max_seq)
+                    .fetch(&mut *tx);
+            while let Some(r) = stream.try_next().await? {
+                rows.push(LogRow {
+                    user_id: r.try_get("user_id")?,
+                    item_id: r.try_get("item_id")?,
+                    event_type: event_type(r.try_get("type")?)?,
+                    ts_ms: r.try_get("ts_ms")?,
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(Log { rows, max_seq })
+    }
+
+    async fn upsert_items(&self, items: Vec<ItemUpsert>) -> StoreResult<Vec<Item>> {
+        let now = Utc::now();
+        let mut tx = self.write.begin().await?;
+        let mut stored = Vec::with_capacity(items.len());
+        for item in items {
+            let categories = serde_json::to_string(&item.categories)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO items (item_id, title, categories, available, attributes, deleted, updated_ms) \
+                 VALUES (?, ?, ?, ?, ?, 0, ?) \
+                 ON CONFLICT (item_id) DO UPDATE SET title = excluded.title, \
+                 categories = excluded.categories, available = excluded.available, \
+                 attributes = excluded.attributes, deleted = 0, updated_ms = excluded.updated_ms",
+            )
+            .bind(item.item_id.as_str())
+            .bind(item.title.as_deref())
+            .bind(categories)
+            .bind(item.available)
+            .bind(item.attributes.to_string())
+            .bind(now.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+            stored.push(Item {
+                item_id: item.item_id.into_inner(),
+                title: item.title,
+                categories: item.categories,
+                available: item.available,
+                attributes: item.attributes,
+                updated_at: ms_to_time(now.timestamp_millis()),
+            });
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn get_item(&self, item: &ItemId) -> StoreResult<Option<Item>> {
+        let row = sqlx::query("SELECT * FROM items WHERE item_id = ? AND deleted = 0")
+            .bind(item.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(item_from_row).transpose()
+    }
+
+    async fn delete_item(&self, item: &ItemId) -> StoreResult<bool> {
+        // A tombstone rather than a DELETE: the events stay, and so does the fact that the
+        // item must never be recommended again.
+        let done = sqlx::query(
+            "UPDATE items SET deleted = 1, available = 0, updated_ms = ? WHERE item_id = ? AND deleted = 0",
+        )
+        .bind(Utc::now().timestamp_millis())
+        .bind(item.as_str())
+        .execute(&self.write)
+        .await?;
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        // Deleting an item only ever seen in events still hides it for good.
+        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM events WHERE item_id = ? LIMIT 1")
+            .bind(item.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        if seen.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO items (item_id, categories, available, attributes, deleted, updated_ms) \
+             VALUES (?, '[]', 0, '{}', 1, ?) ON CONFLICT (item_id) DO NOTHING",
+        )
+        .bind(item.as_str())
+        .bind(Utc::now().timestamp_millis())
+        .execute(&self.write)
+        .await?;
+        Ok(true)
+    }
+
+    async fn list_items(&self) -> StoreResult<Vec<Item>> {
+        // Deleted items come too (as unavailable): the catalog snapshot must know to hide them.
+        let rows = sqlx::query("SELECT * FROM items")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    async fn insert_model(
+        &self,
+        record: NewModelRecord,
+        blob: Option<Vec<u8>>,
+    ) -> StoreResult<ModelRecord> {
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO model_versions (algorithm, status, reason, trained_ms, training_seconds, \
+             events, users, items, log_seq, metrics, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING {MODEL_COLUMNS}"
+        ))
+        .bind(&record.algorithm)
+        .bind(record.status.as_str())
+        .bind(&record.reason)
+        .bind(record.trained_at.timestamp_millis())
+        .bind(record.training_seconds)
+        .bind(record.events)
+        .bind(record.users)
+        .bind(record.items)
+        .bind(record.log_seq)
+        .bind(record.metrics.to_string())
+        .bind(record.params.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored = model_from_row(&row)?;
+        if let Some(data) = blob {
+            sqlx::query("INSERT INTO model_blobs (version, data) VALUES (?, ?)")
+                .bind(stored.version)
+                .bind(data)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn model_versions(&self) -> StoreResult<Vec<ModelRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MODEL_COLUMNS} FROM model_versions ORDER BY version DESC"
+        ))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(model_from_row).collect()
+    }
+
+    async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
+             WHERE status = 'accepted' ORDER BY version DESC LIMIT 1"
+        ))
+        .fetch_optional(&self.read)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some((model_from_row(&row)?, row.try_get("data")?))),
+        }
+    }
+}

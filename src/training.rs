@@ -1,0 +1,378 @@
+//! The loop: read the log from the store, fit off the async runtime, score the candidate against
+//! the model in service on the same temporal holdout, record the version, publish if better.
+
+use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{watch, Mutex};
+
+use crate::{
+    config::Config,
+    domain::{EventType, EventWeights},
+    model::{
+        metrics::Quality,
+        als, holdout, popularity::popularity, similarity::similar_items, AlsParams, Interactions,
+        LogEvent,
+    },
+    serving::{FittedModel, Serving, Snapshot},
+    store::{DynStore, Log, ModelRecord, ModelStatus, NewModelRecord},
+};
+
+/// The algorithm name recorded with every version.
+pub const ALGORITHM: &str = "ials";
+/// Users need this many events before some of them are held out.
+const HOLDOUT_MIN_EVENTS: usize = 5;
+
+/// Everything that decides a fit, recorded with the version so a later run can refit the
+/// champion's configuration on the same holdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingParams {
+    pub als: AlsParams,
+    pub weights: EventWeights,
+    pub holdout_fraction: f64,
+    pub popularity_half_life_days: f64,
+    pub similar_k: usize,
+}
+
+impl TrainingParams {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            als: config.als_params(),
+            weights: config.weights(),
+            holdout_fraction: config.holdout_fraction,
+            popularity_half_life_days: config.popularity_half_life_days,
+            similar_k: config.similar_k,
+        }
+    }
+}
+
+/// The log mapped to dense indices; items in sorted id order (the holdout tie-break needs it).
+pub struct IndexedLog {
+    pub item_ids: Vec<String>,
+    pub n_users: usize,
+    pub events: Vec<LogEvent>,
+}
+
+impl IndexedLog {
+    pub fn new(log: &Log, weights: &EventWeights) -> Self {
+        let mut item_ids: Vec<&str> = log.rows.iter().map(|r| r.item_id.as_str()).collect();
+        item_ids.sort_unstable();
+        item_ids.dedup();
+        let items: HashMap<&str, u32> = item_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u32))
+            .collect();
+        let mut users: HashMap<&str, u32> = HashMap::new();
+        let events = log
+            .rows
+            .iter()
+            .map(|r| {
+                let next = users.len() as u32;
+                LogEvent {
+                    user: *users.entry(r.user_id.as_str()).or_insert(next),
+                    item: items[r.item_id.as_str()],
+                    weight: weights.of(r.event_type),
+                    ts: r.ts_ms.div_euclid(1000),
+                    purchase: r.event_type == EventType::Purchase,
+                }
+            })
+            .collect();
+        Self {
+            item_ids: item_ids.into_iter().map(str::to_owned).collect(),
+            n_users: users.len(),
+            events,
+        }
+    }
+}
+
+/// Fits iALS on `train` and scores it on `test` exactly as it would serve: each user folded in
+/// from their training history.
+pub fn holdout_quality(
+    n_users: usize,
+    n_items: usize,
+    train: &[LogEvent],
+    test: &[LogEvent],
+    params: &AlsParams,
+) -> Quality {
+    let data = Interactions::from_events(n_users, n_items, train);
+    let model = als::fit(&data, params);
+    holdout::evaluate(&data, test, |u, out| {
+        let (items, weights) = data.user_row(u);
+        let history: Vec<(u32, f32)> = items.iter().copied().zip(weights.iter().copied()).collect();
+        let vector = model.fold_in(&history);
+        model.score_into(&vector, out);
+    })
+}
+
+/// What one training decided, before it is stored.
+pub struct Fitted {
+    pub status: ModelStatus,
+    pub reason: String,
+    pub metrics: serde_json::Value,
+    pub model: Option<FittedModel>,
+    pub users: usize,
+    pub items: usize,
+}
+
+/// The CPU-heavy part of a training run: pure, deterministic, run on a blocking thread.
+pub fn fit_and_gate(
+    log: &Log,
+    params: &TrainingParams,
+    champion: Option<(i64, &AlsParams)>,
+) -> Fitted {
+    let indexed = IndexedLog::new(log, &params.weights);
+    let n_items = indexed.item_ids.len();
+    let (train, test) =
+        holdout::temporal_split(&indexed.events, params.holdout_fraction, HOLDOUT_MIN_EVENTS);
+    let candidate = holdout_quality(indexed.n_users, n_items, &train, &test, &params.als);
+    let popular = {
+        let data = Interactions::from_events(indexed.n_users, n_items, &train);
+        let pop = popularity(n_items, &train, params.popularity_half_life_days * 86_400.0);
+        holdout::evaluate(&data, &test, |_, out| out.copy_from_slice(&pop.scores))
+    };
+    // The champion's configuration refitted on the same training part: neither model has seen
+    // the held-out events, so the comparison is fair. Same configuration, same score.
+    let champion_quality = champion.map(|(version, p)| {
+        let q = if *p == params.als {
+            candidate.clone()
+        } else {
+            holdout_quality(indexed.n_users, n_items, &train, &test, p)
+        };
+        (version, q)
+    });
+    let (status, reason) = match &champion_quality {
+        _ if candidate.users == 0 => (
+            ModelStatus::Accepted,
+            "too little history for a holdout yet: accepted unscored".to_owned(),
+        ),
+        None => (ModelStatus::Accepted, "first model".to_owned()),
+        Some((v, c)) if candidate.ndcg_at_10 >= c.ndcg_at_10 => (
+            ModelStatus::Accepted,
+            format!("NDCG@10 {:.4} >= {:.4} of version {v}", candidate.ndcg_at_10, c.ndcg_at_10),
+        ),
+        Some((v, c)) => (
+            ModelStatus::Rejected,
+            format!("NDCG@10 {:.4} < {:.4} of version {v}, which keeps serving", candidate.ndcg_at_10, c.ndcg_at_10),
+        ),
+    };
+    let metrics = json!({
+        "ndcg_at_10": candidate.ndcg_at_10,
+        "recall_at_20": candidate.recall_at_20,
+        "hr_at_10": candidate.hr_at_10,
+        "evaluated_users": candidate.users,
+        "holdout_events": test.len(),
+        "popularity_ndcg_at_10": popular.ndcg_at_10,
+        "champion": champion_quality.map(|(v, q)| json!({
+            "version": v, "ndcg_at_10": q.ndcg_at_10, "recall_at_20": q.recall_at_20,
+        })),
+    });
+    let model = (status == ModelStatus::Accepted).then(|| {
+        let data = Interactions::from_events(indexed.n_users, n_items, &indexed.events);
+        let als = als::fit(&data, &params.als);
+        let pop = popularity(
+            n_items,
+            &indexed.events,
+            params.popularity_half_life_days * 86_400.0,
+        );
+        let similar = similar_items(&als, params.similar_k);
+        FittedModel {
+            item_ids: indexed.item_ids.clone(),
+            als,
+            popularity: pop.scores,
+            similar,
+            weights: params.weights,
+        }
+    });
+    Fitted {
+        status,
+        reason,
+        metrics,
+        model,
+        users: indexed.n_users,
+        items: n_items,
+    }
+}
+
+/// How a training run ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A version was recorded (accepted and published, or rejected).
+    Trained(ModelRecord),
+    /// Nothing to learn from yet.
+    NoEvents,
+}
+
+/// The background trainer. Never two trainings at once: every run holds `lock`.
+pub struct Trainer {
+    store: DynStore,
+    serving: Arc<Serving>,
+    params: TrainingParams,
+    config: Arc<Config>,
+    lock: Arc<Mutex<()>>,
+    /// The newest version this process recorded, for `?wait=true` callers.
+    last: std::sync::Mutex<Option<ModelRecord>>,
+}
+
+impl Trainer {
+    pub fn new(store: DynStore, serving: Arc<Serving>, config: Arc<Config>) -> Self {
+        Self {
+            store,
+            serving,
+            params: TrainingParams::from_config(&config),
+            config,
+            lock: Arc::new(Mutex::new(())),
+            last: Default::default(),
+        }
+    }
+
+    /// One training with the configured parameters, waiting for any training in progress.
+    pub async fn run_once(&self) -> anyhow::Result<Outcome> {
+        let _guard = self.lock.lock().await;
+        self.train_locked(self.params.clone()).await
+    }
+
+    /// One training with other parameters (an experiment; also how tests make a worse candidate).
+    pub async fn run_with(&self, params: TrainingParams) -> anyhow::Result<Outcome> {
+        let _guard = self.lock.lock().await;
+        self.train_locked(params).await
+    }
+
+    /// Starts a training in the background unless one is running (then `false`).
+    pub fn try_start(self: &Arc<Self>) -> bool {
+        let Ok(guard) = self.lock.clone().try_lock_owned() else {
+            return false;
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Err(e) = me.train_locked(me.params.clone()).await {
+                tracing::error!(error = ?e, "training failed");
+            }
+        });
+        true
+    }
+
+    /// Returns a version trained on every event up to `seq`, waiting out a training in
+    /// progress and reusing its result when it already covers `seq`.
+    pub async fn run_covering(&self, seq: i64) -> anyhow::Result<Outcome> {
+        let _guard = self.lock.lock().await;
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(record) = last.filter(|r| r.log_seq >= seq) {
+            return Ok(Outcome::Trained(record));
+        }
+        self.train_locked(self.params.clone()).await
+    }
+
+    async fn train_locked(&self, params: TrainingParams) -> anyhow::Result<Outcome> {
+        let started = Instant::now();
+        let log = self.store.load_log().await?;
+        if log.rows.is_empty() {
+            return Ok(Outcome::NoEvents);
+        }
+        let champion = self.serving.current().and_then(|snap| {
+            let als: AlsParams = serde_json::from_value(snap.record.params["als"].clone()).ok()?;
+            Some((snap.version(), als))
+        });
+        let span = tracing::info_span!("training", events = log.rows.len());
+        let (fitted, log) = tokio::task::spawn_blocking({
+            let params = params.clone();
+            move || {
+                let _enter = span.enter();
+                let fitted = fit_and_gate(&log, &params, champion.as_ref().map(|(v, p)| (*v, p)));
+                (fitted, log)
+            }
+        })
+        .await
+        .context("training thread panicked")?;
+        let blob = fitted.model.as_ref().map(FittedModel::to_bytes).transpose()?;
+        let training_seconds = started.elapsed().as_secs_f64();
+        let record = self
+            .store
+            .insert_model(
+                NewModelRecord {
+                    algorithm: ALGORITHM.into(),
+                    status: fitted.status,
+                    reason: fitted.reason,
+                    trained_at: Utc::now(),
+                    training_seconds,
+                    events: log.rows.len() as i64,
+                    users: fitted.users as i64,
+                    items: fitted.items as i64,
+                    log_seq: log.max_seq,
+                    metrics: fitted.metrics,
+                    params: serde_json::to_value(&params)?,
+                },
+                blob,
+            )
+            .await?;
+        metrics::histogram!("recloop_training_duration_seconds").record(training_seconds);
+        metrics::counter!("recloop_trainings_total", "outcome" => record.status.as_str())
+            .increment(1);
+        for key in ["ndcg_at_10", "recall_at_20"] {
+            if let Some(v) = record.metrics[key].as_f64() {
+                metrics::gauge!(format!("recloop_model_{key}"), "version" => record.version.to_string())
+                    .set(v);
+            }
+        }
+        tracing::info!(
+            version = record.version,
+            status = record.status.as_str(),
+            training_seconds,
+            reason = %record.reason,
+            "training finished"
+        );
+        if let Some(model) = fitted.model {
+            self.serving.publish(Snapshot::new(record.clone(), model));
+        }
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(record.clone());
+        Ok(Outcome::Trained(record))
+    }
+
+    /// Is a training due: no model yet, enough new events, or the interval passed with news?
+    async fn due(&self) -> anyhow::Result<bool> {
+        let seq = self.store.max_event_seq().await?;
+        let Some(snap) = self.serving.current() else {
+            return Ok(seq > 0);
+        };
+        let new_events = seq - snap.record.log_seq;
+        let by_volume = self.config.retrain_after_events > 0
+            && new_events >= self.config.retrain_after_events as i64;
+        let age = Utc::now() - snap.record.trained_at;
+        let by_time = self.config.retrain_interval_secs > 0
+            && new_events > 0
+            && age.num_seconds() >= self.config.retrain_interval_secs as i64;
+        Ok(by_volume || by_time)
+    }
+
+    /// Checks every tick whether a training is due, until `shutdown` turns true. Failures back
+    /// off exponentially (up to five minutes) so a broken database is not hammered.
+    pub async fn run_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let tick = std::time::Duration::from_secs(self.config.trainer_tick_secs.max(1));
+        let mut backoff = tick;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            let result = match self.due().await {
+                Ok(true) => self.run_once().await.map(|_| ()),
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            };
+            backoff = match result {
+                Ok(()) => tick,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "trainer step failed; backing off");
+                    (backoff * 2).min(std::time::Duration::from_secs(300))
+                }
+            };
+        }
+    }
+}
