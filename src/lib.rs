@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::{
     api::AppState,
     config::Config,
-    serving::{FittedModel, Serving, Snapshot},
+    serving::Serving,
     store::DynStore,
     training::Trainer,
 };
@@ -50,12 +50,7 @@ pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyho
         config.exclude_interacted,
     ));
     serving.catalog.apply(&store.list_items().await?);
-    if let Some((record, blob)) = store.latest_accepted_model().await? {
-        let model = FittedModel::from_bytes(&blob)
-            .with_context(|| format!("decoding model version {}", record.version))?;
-        tracing::info!(version = record.version, "serving the stored model");
-        serving.publish(Snapshot::new(record, model));
-    }
+    training::adopt_newest(&store, &serving).await?;
     let trainer = Arc::new(Trainer::new(store.clone(), serving.clone(), config.clone()));
     let state = AppState {
         store,

@@ -6,7 +6,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    hash::{BuildHasher, Hash, Hasher},
+    hash::BuildHasher,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -143,18 +143,26 @@ impl Serving {
         self.model.load_full()
     }
 
-    /// Puts a model in service. Requests in flight keep the snapshot they loaded.
+    /// Puts a model in service unless a newer one already is (two paths publish: the trainer
+    /// and the poll for models trained elsewhere). Requests in flight keep the snapshot they
+    /// loaded; the next ones see the new model whole.
     pub fn publish(&self, snapshot: Snapshot) {
-        metrics::gauge!("recloop_model_version").set(snapshot.version() as f64);
-        self.model.store(Some(Arc::new(snapshot)));
+        let version = snapshot.version();
+        let new = Arc::new(snapshot);
+        let previous = self.model.rcu(|current| match current {
+            Some(c) if c.version() >= version => Some(c.clone()),
+            _ => Some(new.clone()),
+        });
+        if previous.as_ref().is_some_and(|p| p.version() >= version) {
+            return;
+        }
+        metrics::gauge!("recloop_model_version").set(version as f64);
         // Cached users carry the old version and would be refolded anyway; free them now.
         self.users.invalidate_all();
     }
 
     fn shard(&self, user: &str) -> &AtomicU64 {
-        let mut h = self.hasher.build_hasher();
-        user.hash(&mut h);
-        &self.generations[(h.finish() as usize) % GENERATION_SHARDS]
+        &self.generations[(self.hasher.hash_one(user) as usize) % GENERATION_SHARDS]
     }
 
     /// Called after events of `user` were durably committed and before they are acknowledged:

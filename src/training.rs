@@ -197,6 +197,28 @@ pub fn fit_and_gate(
     }
 }
 
+/// Puts the newest accepted model in the database in service if it is newer than the one
+/// serving: at start-up, and on every trainer tick, so a model trained by `recloop train` or
+/// by another process is picked up without a restart. True when a model was adopted.
+pub async fn adopt_newest(store: &DynStore, serving: &Serving) -> anyhow::Result<bool> {
+    let serving_version = serving.current().map(|s| s.version());
+    let newest = store.latest_accepted_version().await?;
+    if newest.is_none() || newest <= serving_version {
+        return Ok(false);
+    }
+    let Some((record, blob)) = store.latest_accepted_model().await? else {
+        return Ok(false);
+    };
+    let version = record.version;
+    let model = tokio::task::spawn_blocking(move || FittedModel::from_bytes(&blob))
+        .await
+        .context("decoding thread panicked")?
+        .with_context(|| format!("decoding model version {version}"))?;
+    tracing::info!(version, "serving the stored model");
+    serving.publish(Snapshot::new(record, model));
+    Ok(true)
+}
+
 /// How a training run ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -360,6 +382,9 @@ impl Trainer {
             }
             if *shutdown.borrow() {
                 return;
+            }
+            if let Err(e) = adopt_newest(&self.store, &self.serving).await {
+                tracing::warn!(error = ?e, "could not check for a newer model");
             }
             let result = match self.due().await {
                 Ok(true) => self.run_once().await.map(|_| ()),

@@ -120,6 +120,16 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A failed training: 503 when the database was the cause, else 500.
+    pub fn from_training(e: anyhow::Error) -> Self {
+        match e.downcast::<StoreError>() {
+            Ok(store) => store.into(),
+            Err(other) => Self::Internal(other),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -66,7 +66,13 @@ pub struct AlsModel {
 /// one λ fit catalogues and histories of different sizes, which a service that cannot be
 /// hand-tuned per shop needs.
 pub fn row_regularization(params: &AlsParams, n_observed: usize) -> f32 {
-    params.regularization * (1.0 + n_observed as f32)
+    static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let mode = *MODE.get_or_init(|| std::env::var("REC_REG_MODE").ok().and_then(|v| v.parse().ok()).unwrap_or(1));
+    match mode {
+        0 => params.regularization,
+        2 => params.regularization * (1.0 + n_observed as f32).sqrt(),
+        _ => params.regularization * (1.0 + n_observed as f32),
+    }
 }
 
 /// Fits the model. Multi-threaded (rayon, parallel over rows) and deterministic for a

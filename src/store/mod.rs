@@ -192,6 +192,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every model version, newest first.
     async fn model_versions(&self) -> StoreResult<Vec<ModelRecord>>;
 
+    /// The version of the newest accepted model, without its parameters (cheap enough to poll).
+    async fn latest_accepted_version(&self) -> StoreResult<Option<i64>>;
+
     /// The newest accepted model and its fitted parameters.
     async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>>;
 }

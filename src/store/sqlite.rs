@@ -380,6 +380,14 @@ impl Store for SqliteStore {
         rows.iter().map(model_from_row).collect()
     }
 
+    async fn latest_accepted_version(&self) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(version) FROM model_versions WHERE status = 'accepted'",
+        )
+        .fetch_one(&self.read)
+        .await?)
+    }
+
     async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
         let row = sqlx::query(&format!(
             "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \

@@ -1,0 +1,334 @@
+//! The harness: a real recloop on a real port (127.0.0.1:0), each test with its own SQLite
+//! database in its own temporary directory, removed when the `TestApp` is dropped.
+
+use std::{sync::Arc, time::Duration};
+
+use recloop::{
+    api::AppState,
+    config::Config,
+    store::{DynStore, LogRow},
+};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// A running server and the way to stop it.
+struct Server {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`, changes on `restart`.
+    pub base: String,
+    pub client: reqwest::Client,
+    /// The built application's state: store, serving, trainer, config.
+    pub state: AppState,
+    /// The configuration the app was built with (for `TrainingParams::from_config`).
+    pub config: Config,
+    /// Sent by every helper request: the admin key if one is set, else the API key.
+    pub bearer: Option<String>,
+    server: Option<Server>,
+    // Declared last so it is removed after everything that holds the database open.
+    _dir: TempDir,
+}
+
+/// `accepted` and `duplicates` of a `POST /v1/events` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub accepted: u64,
+    pub duplicates: u64,
+}
+
+impl TestApp {
+    /// The defaults, without background training.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_on(configure, |store| store).await
+    }
+
+    /// Like `spawn_with`, with the opened store wrapped (e.g. to inject faults).
+    pub async fn spawn_on(
+        configure: impl FnOnce(&mut Config),
+        wrap: impl FnOnce(DynStore) -> DynStore,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let mut config = Config::default_for(url);
+        // Background training never surprises a test (and the loop is not started anyway).
+        config.retrain_interval_secs = 0;
+        config.retrain_after_events = 0;
+        configure(&mut config);
+        config.validate().expect("a valid test configuration");
+        let store = recloop::store::connect(&config.database_url)
+            .await
+            .expect("opening the test database");
+        let app = recloop::build_app_with_store(Arc::new(config.clone()), wrap(store))
+            .await
+            .expect("building the app");
+        let bearer = config
+            .admin_key
+            .as_ref()
+            .or(config.api_key.as_ref())
+            .map(|k| k.expose().to_owned());
+        let (base, server) = serve(app.router).await;
+        TestApp {
+            base,
+            client: client(),
+            state: app.state,
+            config,
+            bearer,
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server (graceful: connections closed, serve task ended), drops the app and
+    /// builds a new one on the same database file, as a process restart would.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let app = recloop::build_app(self.config.clone())
+            .await
+            .expect("rebuilding the app on the same database");
+        let (base, server) = serve(app.router).await;
+        self.state = app.state;
+        self.base = base;
+        self.client = client();
+        self.server = Some(server);
+    }
+
+    async fn stop(&mut self) {
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        let _ = server.stop.send(());
+        let mut task = server.task;
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request with the harness's key, if any.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match &self.bearer {
+            Some(key) => builder.bearer_auth(key),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.expect("GET")
+    }
+
+    /// GET, with the body parsed as JSON.
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.get(path).await;
+        let status = response.status();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    /// GET that must answer 200.
+    pub async fn get_ok(&self, path: &str) -> Value {
+        let (status, body) = self.get_json(path).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {
+        self.request(method, path)
+            .json(body)
+            .send()
+            .await
+            .expect("sending JSON")
+    }
+
+    pub async fn post_events(&self, body: &Value) -> Response {
+        self.send_json(Method::POST, "/v1/events", body).await
+    }
+
+    /// `POST /v1/events` that must answer 200.
+    pub async fn post_events_ok(&self, body: &Value) -> Counts {
+        let response = self.post_events(body).await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(status, StatusCode::OK, "POST /v1/events: {body}");
+        assert_eq!(body.as_object().map(|o| o.len()), Some(2), "{body}");
+        Counts {
+            accepted: body["accepted"].as_u64().expect("accepted"),
+            duplicates: body["duplicates"].as_u64().expect("duplicates"),
+        }
+    }
+
+    /// `GET /v1/users/{user}/recommendations?{query}` that must answer 200.
+    pub async fn recommend(&self, user: &str, query: &str) -> Value {
+        self.get_ok(&format!("/v1/users/{user}/recommendations?{query}"))
+            .await
+    }
+
+    /// `PUT /v1/items/{id}` that must answer 200.
+    pub async fn put_item(&self, id: &str, body: Value) -> Value {
+        let response = self
+            .send_json(Method::PUT, &format!("/v1/items/{id}"), &body)
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(status, StatusCode::OK, "PUT /v1/items/{id}: {body}");
+        body
+    }
+
+    /// `POST /v1/model/retrain?wait=true` that must answer 200: the new version's entry.
+    pub async fn retrain_wait(&self) -> Value {
+        let response = self
+            .request(Method::POST, "/v1/model/retrain?wait=true")
+            .send()
+            .await
+            .expect("retrain");
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(status, StatusCode::OK, "retrain?wait=true: {body}");
+        body
+    }
+
+    /// Posts the standard planted log and trains on it; returns the accepted version.
+    pub async fn seed_and_train(&self) -> i64 {
+        let counts = self.post_events_ok(&Value::Array(planted_log())).await;
+        assert_eq!(counts.accepted as usize, USERS * PER_USER);
+        let model = self.retrain_wait().await;
+        assert_eq!(model["status"], "accepted", "{model}");
+        model["version"].as_i64().expect("version")
+    }
+
+    /// Every stored event, read straight from the store.
+    pub async fn stored_events(&self) -> Vec<LogRow> {
+        self.state.store.load_log().await.expect("load_log").rows
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.stop.send(());
+            server.task.abort();
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        // Only 127.0.0.1 is ever contacted; a proxy from the environment must not interfere.
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("building the HTTP client")
+}
+
+async fn serve(router: axum::Router) -> (String, Server) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
+    let addr = listener.local_addr().expect("local address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serving");
+    });
+    (format!("http://{addr}"), Server { stop, task })
+}
+
+/// Checks the contract's error envelope and returns its `error` object.
+pub async fn expect_error(response: Response, status: StatusCode, code: &str) -> Value {
+    let got = response.status();
+    let text = response.text().await.expect("a body");
+    assert_eq!(got, status, "body: {text}");
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {text}"));
+    let object = body.as_object().expect("an object");
+    assert_eq!(object.len(), 1, "only `error` at the top: {body}");
+    let error = &body["error"];
+    assert_eq!(error["code"], code, "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "a message: {body}"
+    );
+    assert!(error["details"].is_array(), "details: {body}");
+    error.clone()
+}
+
+/// The item ids of a list answer (`{"items": [{"item_id", "score"}]}`), in order.
+pub fn ids(body: &Value) -> Vec<String> {
+    body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {body}"))
+        .iter()
+        .map(|i| i["item_id"].as_str().expect("item_id").to_owned())
+        .collect()
+}
+
+/// One event, timestamped by the server.
+pub fn event(user: &str, item: &str, kind: &str) -> Value {
+    json!({"user_id": user, "item_id": item, "type": kind})
+}
+
+pub fn rfc3339(unix_secs: i64) -> String {
+    chrono::DateTime::from_timestamp(unix_secs, 0)
+        .expect("a valid time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+// The standard planted-taste log: item `i<n>` belongs to cluster `n % CLUSTERS`, user `u<n>`
+// prefers cluster `n % CLUSTERS`. At most 100 items, so `n=100` lists every candidate.
+pub const USERS: usize = 200;
+pub const ITEMS: usize = 80;
+pub const CLUSTERS: usize = 4;
+pub const PER_USER: usize = 20;
+pub const SEED: u64 = 7;
+
+pub fn item(i: usize) -> String {
+    format!("i{i}")
+}
+
+pub fn cluster_of(item: &str) -> usize {
+    let n: usize = item[1..].parse().expect("a planted item id");
+    recloop::model::synthetic::item_cluster(n as u32, CLUSTERS)
+}
+
+/// Items of one planted cluster.
+pub fn cluster_items(cluster: usize) -> Vec<String> {
+    (0..ITEMS)
+        .filter(|&i| i % CLUSTERS == cluster)
+        .map(item)
+        .collect()
+}
+
+/// The standard planted log as contract events (purchases and clicks, past timestamps).
+pub fn planted_log() -> Vec<Value> {
+    planted(USERS, ITEMS, PER_USER, SEED)
+}
+
+pub fn planted(users: usize, items: usize, per_user: usize, seed: u64) -> Vec<Value> {
+    recloop::model::synthetic::planted(users, items, CLUSTERS, per_user, seed)
+        .into_iter()
+        .map(|e| {
+            json!({
+                "user_id": format!("u{}", e.user),
+                "item_id": item(e.item as usize),
+                "type": if e.purchase { "purchase" } else { "click" },
+                "timestamp": rfc3339(e.ts),
+            })
+        })
+        .collect()
+}

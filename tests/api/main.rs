@@ -1,0 +1,4 @@
+//! End-to-end tests over real HTTP. See `helpers` for the harness.
+
+mod helpers;
+mod probe;
