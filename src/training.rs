@@ -235,8 +235,8 @@ pub struct Trainer {
     params: TrainingParams,
     config: Arc<Config>,
     lock: Arc<Mutex<()>>,
-    /// The newest version this process recorded, for `?wait=true` callers.
-    last: std::sync::Mutex<Option<ModelRecord>>,
+    /// The newest version this process recorded and when its log was read, for `?wait=true`.
+    last: std::sync::Mutex<Option<(ModelRecord, Instant)>>,
 }
 
 impl Trainer {
@@ -278,12 +278,13 @@ impl Trainer {
         true
     }
 
-    /// Returns a version trained on every event up to `seq`, waiting out a training in
-    /// progress and reusing its result when it already covers `seq`.
-    pub async fn run_covering(&self, seq: i64) -> anyhow::Result<Outcome> {
+    /// Returns a version trained on every event acknowledged before `called_at`, waiting out a
+    /// training in progress and reusing its result when it read the log after `called_at`.
+    /// (Time, not sequence numbers: on PostgreSQL a lower sequence number can commit later.)
+    pub async fn run_covering(&self, called_at: Instant) -> anyhow::Result<Outcome> {
         let _guard = self.lock.lock().await;
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(record) = last.filter(|r| r.log_seq >= seq) {
+        if let Some((record, _)) = last.filter(|(_, read_at)| *read_at > called_at) {
             return Ok(Outcome::Trained(record));
         }
         self.train_locked(self.params.clone()).await
@@ -291,6 +292,7 @@ impl Trainer {
 
     async fn train_locked(&self, params: TrainingParams) -> anyhow::Result<Outcome> {
         let started = Instant::now();
+        // Every event acknowledged before `started` is in the log read below.
         let log = self.store.load_log().await?;
         if log.rows.is_empty() {
             return Ok(Outcome::NoEvents);
@@ -350,7 +352,7 @@ impl Trainer {
         if let Some(model) = fitted.model {
             self.serving.publish(Snapshot::new(record.clone(), model));
         }
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(record.clone());
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((record.clone(), started));
         Ok(Outcome::Trained(record))
     }
 

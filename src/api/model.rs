@@ -169,8 +169,8 @@ pub async fn retrain(
         };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    let seq = state.store.max_event_seq().await?;
-    match state.trainer.run_covering(seq).await.map_err(ApiError::from_training)? {
+    let called_at = std::time::Instant::now();
+    match state.trainer.run_covering(called_at).await.map_err(ApiError::from_training)? {
         Outcome::Trained(record) => {
             Ok(Json(ModelOut::new(record, serving_version(&state))).into_response())
         }

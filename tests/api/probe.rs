@@ -14,9 +14,7 @@ async fn run(users: usize, items: usize, per: usize, f: usize, it: usize) {
 
 #[tokio::test]
 async fn probe_timing() {
-    run(200, 80, 20, 64, 15).await;
-    run(100, 40, 15, 64, 15).await;
-    run(200, 80, 20, 16, 5).await;
-    run(200, 80, 20, 8, 5).await;
-    run(200, 80, 20, 16, 15).await;
+    run(60, 24, 15, 64, 15).await;
+    run(80, 32, 12, 64, 15).await;
+    run(48, 20, 12, 64, 15).await;
 }
