@@ -11,6 +11,7 @@ CREATE TABLE events (
 );
 CREATE UNIQUE INDEX events_event_id ON events (event_id) WHERE event_id IS NOT NULL;
 CREATE INDEX events_user ON events (user_id, seq);
+CREATE INDEX events_item ON events (item_id);
 
 CREATE TABLE items (
     item_id TEXT PRIMARY KEY,

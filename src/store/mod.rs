@@ -1,5 +1,6 @@
 //! Storage: one trait, one implementation per database. Nothing outside this module knows SQL.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -204,9 +205,7 @@ pub type DynStore = Arc<dyn Store>;
 /// Opens the store a URL names, applying its migrations.
 pub async fn connect(url: &str) -> StoreResult<DynStore> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Corrupt(
-            "the PostgreSQL backend is not built yet; use a sqlite:// URL".into(),
-        ));
+        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
     }
     Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
 }

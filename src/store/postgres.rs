@@ -1,0 +1,341 @@
+//! PostgreSQL, for production and for several replicas on one database. Durability is
+//! PostgreSQL's own (`synchronous_commit = on`), and it already merges the WAL flushes of
+//! concurrent commits, so each append is simply one transaction.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::TryStreamExt;
+use sqlx::{postgres::PgPoolOptions, PgPool, Postgres, QueryBuilder, Row};
+
+use super::*;
+
+/// Rows per multi-row INSERT: 7 binds each stays below PostgreSQL's 65,535-parameter limit.
+const INSERT_CHUNK: usize = 5_000;
+/// The most recent events of a user that the request path folds in.
+const HISTORY_LIMIT: i64 = super::sqlite::HISTORY_LIMIT;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and applies the migrations. Several replicas may start at once: sqlx takes an
+    /// advisory lock around migrating, so exactly one applies them.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            // Fail fast while the database is down, so requests get 503 instead of hanging.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn event_type(code: i16) -> StoreResult<EventType> {
+    EventType::from_code(code.into()).ok_or_else(|| StoreError::Corrupt(format!("event type {code}")))
+}
+
+fn json_col(row: &sqlx::postgres::PgRow, col: &str) -> StoreResult<serde_json::Value> {
+    let text: String = row.try_get(col)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn item_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<Item> {
+    let categories = json_col(row, "categories")?;
+    Ok(Item {
+        item_id: row.try_get("item_id")?,
+        title: row.try_get("title")?,
+        categories: serde_json::from_value(categories)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        available: row.try_get("available")?,
+        attributes: json_col(row, "attributes")?,
+        updated_at: ms_to_time(row.try_get("updated_ms")?),
+    })
+}
+
+const ITEM_COLUMNS: &str = "item_id, title, categories::text AS categories, available, \
+                            attributes::text AS attributes, updated_ms";
+
+fn model_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<ModelRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(ModelRecord {
+        version: row.try_get("version")?,
+        algorithm: row.try_get("algorithm")?,
+        status: ModelStatus::parse(&status)?,
+        reason: row.try_get("reason")?,
+        trained_at: ms_to_time(row.try_get("trained_ms")?),
+        training_seconds: row.try_get("training_seconds")?,
+        events: row.try_get("events")?,
+        users: row.try_get("users")?,
+        items: row.try_get("items")?,
+        log_seq: row.try_get("log_seq")?,
+        metrics: json_col(row, "metrics")?,
+        params: json_col(row, "params")?,
+    })
+}
+
+const MODEL_COLUMNS: &str = "version, algorithm, status, reason, trained_ms, training_seconds, \
+     events, users, items, log_seq, metrics::text AS metrics, params::text AS params";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn append_events(&self, events: Vec<NewEvent>) -> StoreResult<AppendOutcome> {
+        if events.is_empty() {
+            return Ok(AppendOutcome::default());
+        }
+        let received_ms = Utc::now().timestamp_millis();
+        let mut tx = self.pool.begin().await?;
+        let mut accepted = 0;
+        for chunk in events.chunks(INSERT_CHUNK) {
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+                "INSERT INTO events \
+                 (event_id, user_id, item_id, type, ts_ms, recommendation_id, received_ms) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.event_id.as_ref().map(|id| id.as_str()))
+                    .push_bind(e.user_id.as_str())
+                    .push_bind(e.item_id.as_str())
+                    .push_bind(e.event_type.code())
+                    .push_bind(e.ts_ms)
+                    .push_bind(e.recommendation_id.as_deref())
+                    .push_bind(received_ms);
+            });
+            q.push(" ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING");
+            accepted += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(AppendOutcome {
+            accepted,
+            duplicates: events.len() as u64 - accepted,
+        })
+    }
+
+    async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
+        let rows = sqlx::query(
+            "SELECT item_id, type, ts_ms FROM \
+             (SELECT seq, item_id, type, ts_ms FROM events WHERE user_id = $1 \
+              ORDER BY seq DESC LIMIT $2) recent ORDER BY seq",
+        )
+        .bind(user.as_str())
+        .bind(HISTORY_LIMIT)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryEvent {
+                    item_id: r.try_get("item_id")?,
+                    event_type: event_type(r.try_get("type")?)?,
+                    ts_ms: r.try_get("ts_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn max_event_seq(&self) -> StoreResult<i64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn load_log(&self) -> StoreResult<Log> {
+        // REPEATABLE READ: the max and the rows come from one snapshot.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let max_seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut rows = Vec::new();
+        {
+            let mut stream = sqlx::query("SELECT user_id, item_id, type, ts_ms FROM events")
+                .fetch(&mut *tx);
+            while let Some(r) = stream.try_next().await? {
+                rows.push(LogRow {
+                    user_id: r.try_get("user_id")?,
+                    item_id: r.try_get("item_id")?,
+                    event_type: event_type(r.try_get("type")?)?,
+                    ts_ms: r.try_get("ts_ms")?,
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(Log {
+            rows,
+            max_seq: max_seq.unwrap_or(0),
+        })
+    }
+
+    async fn upsert_items(&self, items: Vec<ItemUpsert>) -> StoreResult<Vec<Item>> {
+        let now = Utc::now().timestamp_millis();
+        let mut tx = self.pool.begin().await?;
+        let mut stored = Vec::with_capacity(items.len());
+        for item in items {
+            let categories = serde_json::to_string(&item.categories)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO items (item_id, title, categories, available, attributes, deleted, updated_ms) \
+                 VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, FALSE, $6) \
+                 ON CONFLICT (item_id) DO UPDATE SET title = excluded.title, \
+                 categories = excluded.categories, available = excluded.available, \
+                 attributes = excluded.attributes, deleted = FALSE, updated_ms = excluded.updated_ms",
+            )
+            .bind(item.item_id.as_str())
+            .bind(item.title.as_deref())
+            .bind(categories)
+            .bind(item.available)
+            .bind(item.attributes.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            stored.push(Item {
+                item_id: item.item_id.into_inner(),
+                title: item.title,
+                categories: item.categories,
+                available: item.available,
+                attributes: item.attributes,
+                updated_at: ms_to_time(now),
+            });
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn get_item(&self, item: &ItemId) -> StoreResult<Option<Item>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1 AND NOT deleted"
+        ))
+        .bind(item.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(item_from_row).transpose()
+    }
+
+    async fn delete_item(&self, item: &ItemId) -> StoreResult<bool> {
+        let now = Utc::now().timestamp_millis();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE items SET deleted = TRUE, available = FALSE, updated_ms = $1 \
+             WHERE item_id = $2 AND NOT deleted",
+        )
+        .bind(now)
+        .bind(item.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let found = if done.rows_affected() > 0 {
+            true
+        } else {
+            // Deleting an item only ever seen in events still hides it for good.
+            let seen: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM events WHERE item_id = $1 LIMIT 1")
+                    .bind(item.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if seen.is_some() {
+                sqlx::query(
+                    "INSERT INTO items (item_id, available, deleted, updated_ms) \
+                     VALUES ($1, FALSE, TRUE, $2) ON CONFLICT (item_id) DO NOTHING",
+                )
+                .bind(item.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            seen.is_some()
+        };
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn list_items(&self) -> StoreResult<Vec<Item>> {
+        let rows = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    async fn insert_model(
+        &self,
+        record: NewModelRecord,
+        blob: Option<Vec<u8>>,
+    ) -> StoreResult<ModelRecord> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO model_versions (algorithm, status, reason, trained_ms, training_seconds, \
+             events, users, items, log_seq, metrics, params) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb) \
+             RETURNING {MODEL_COLUMNS}"
+        ))
+        .bind(&record.algorithm)
+        .bind(record.status.as_str())
+        .bind(&record.reason)
+        .bind(record.trained_at.timestamp_millis())
+        .bind(record.training_seconds)
+        .bind(record.events)
+        .bind(record.users)
+        .bind(record.items)
+        .bind(record.log_seq)
+        .bind(record.metrics.to_string())
+        .bind(record.params.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored = model_from_row(&row)?;
+        if let Some(data) = blob {
+            sqlx::query("INSERT INTO model_blobs (version, data) VALUES ($1, $2)")
+                .bind(stored.version)
+                .bind(data)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn model_versions(&self) -> StoreResult<Vec<ModelRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MODEL_COLUMNS} FROM model_versions ORDER BY version DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(model_from_row).collect()
+    }
+
+    async fn latest_accepted_version(&self) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(version) FROM model_versions WHERE status = 'accepted'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
+             WHERE status = 'accepted' ORDER BY version DESC LIMIT 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some((model_from_row(&row)?, row.try_get("data")?))),
+        }
+    }
+}
