@@ -20,7 +20,7 @@ use crate::{
     catalog::Catalog,
     domain::{EventType, EventWeights, UserId},
     model::{topk::top_k, AlsModel},
-    store::{DynStore, ModelRecord, StoreResult},
+    store::{DynStore, ModelRecord, StoreError, StoreResult, UserStamp},
 };
 
 /// What training produces and the database keeps: everything needed to serve, nothing per user.
@@ -75,9 +75,31 @@ struct UserState {
     model_version: i64,
     /// The shard generation when the history was read; stale once the shard moves on.
     generation: u64,
+    /// The user's stamp in a shared database, read before the history.
+    stamp: Option<UserStamp>,
     vector: Option<Vec<f32>>,
     interacted: HashSet<u32>,
     purchased: HashSet<u32>,
+}
+
+/// While the database is down, recommendations go on from what is known: the user's last
+/// cached state, or else none (popular items). Only events need the database to answer.
+fn degraded(cached: Option<Arc<UserState>>, e: StoreError) -> StoreResult<Arc<UserState>> {
+    if !matches!(e, StoreError::Unavailable(_)) {
+        return Err(e);
+    }
+    metrics::counter!("recloop_degraded_responses_total").increment(1);
+    tracing::debug!(error = %e, "serving without the database");
+    Ok(cached.unwrap_or_else(|| {
+        Arc::new(UserState {
+            model_version: 0,
+            generation: 0,
+            stamp: None,
+            vector: None,
+            interacted: HashSet::new(),
+            purchased: HashSet::new(),
+        })
+    }))
 }
 
 /// Generations are sharded by user: an event bumps its user's shard, so only the (few) users of
@@ -172,14 +194,32 @@ impl Serving {
         self.users.invalidate(user);
     }
 
+    /// The user's folded-in state, from the cache while it is current. Current means: same
+    /// model, and no event for the user since it was built — known in-process from the shard
+    /// generation, and, when replicas share the database, from the user's stamp in it.
     async fn user_state(&self, user: &UserId, snap: &Snapshot) -> StoreResult<Arc<UserState>> {
         let generation = self.shard(user.as_str()).load(Ordering::Acquire);
-        if let Some(state) = self.users.get(user.as_str()) {
-            if state.generation == generation && state.model_version == snap.version() {
-                return Ok(state);
+        let cached = self
+            .users
+            .get(user.as_str())
+            .filter(|s| s.model_version == snap.version());
+        let stamp = if self.store.is_shared() {
+            match self.store.user_stamp(user).await {
+                Ok(stamp) => Some(stamp),
+                Err(e) => return degraded(cached, e),
+            }
+        } else {
+            None
+        };
+        if let Some(state) = &cached {
+            if state.generation == generation && state.stamp == stamp {
+                return Ok(state.clone());
             }
         }
-        let history = self.store.user_history(user).await?;
+        let history = match self.store.user_history(user).await {
+            Ok(h) => h,
+            Err(e) => return degraded(cached, e),
+        };
         let weights = &snap.model.weights;
         let mut summed: HashMap<u32, f32> = HashMap::new();
         let mut purchased = HashSet::new();
@@ -197,6 +237,7 @@ impl Serving {
         let state = Arc::new(UserState {
             model_version: snap.version(),
             generation,
+            stamp,
             vector,
             interacted: fold.iter().map(|&(i, _)| i).collect(),
             purchased,

@@ -226,9 +226,12 @@ pub enum Outcome {
     Trained(ModelRecord),
     /// Nothing to learn from yet.
     NoEvents,
+    /// Another replica holds the training lease.
+    Busy,
 }
 
-/// The background trainer. Never two trainings at once: every run holds `lock`.
+/// The background trainer. Never two trainings at once: every run holds `lock` (this process)
+/// and the store's training lease (every replica).
 pub struct Trainer {
     store: DynStore,
     serving: Arc<Serving>,
@@ -251,31 +254,38 @@ impl Trainer {
         }
     }
 
-    /// One training with the configured parameters, waiting for any training in progress.
+    /// One training with the configured parameters, waiting for any training in progress in
+    /// this process; `Busy` when another replica holds the training lease.
     pub async fn run_once(&self) -> anyhow::Result<Outcome> {
-        let _guard = self.lock.lock().await;
-        self.train_locked(self.params.clone()).await
+        self.run_with(self.params.clone()).await
     }
 
     /// One training with other parameters (an experiment; also how tests make a worse candidate).
     pub async fn run_with(&self, params: TrainingParams) -> anyhow::Result<Outcome> {
         let _guard = self.lock.lock().await;
+        let Some(_lease) = self.store.try_training_lease().await? else {
+            return Ok(Outcome::Busy);
+        };
         self.train_locked(params).await
     }
 
-    /// Starts a training in the background unless one is running (then `false`).
-    pub fn try_start(self: &Arc<Self>) -> bool {
+    /// Starts a training in the background unless one is running here or in another replica
+    /// (then `false`).
+    pub async fn try_start(self: &Arc<Self>) -> anyhow::Result<bool> {
         let Ok(guard) = self.lock.clone().try_lock_owned() else {
-            return false;
+            return Ok(false);
+        };
+        let Some(lease) = self.store.try_training_lease().await? else {
+            return Ok(false);
         };
         let me = self.clone();
         tokio::spawn(async move {
-            let _guard = guard;
+            let _held = (guard, lease);
             if let Err(e) = me.train_locked(me.params.clone()).await {
                 tracing::error!(error = ?e, "training failed");
             }
         });
-        true
+        Ok(true)
     }
 
     /// Returns a version trained on every event acknowledged before `called_at`, waiting out a
@@ -287,6 +297,14 @@ impl Trainer {
         if let Some((record, _)) = last.filter(|(_, read_at)| *read_at > called_at) {
             return Ok(Outcome::Trained(record));
         }
+        // Another replica may be training: wait for the lease, then train ourselves (its
+        // log read may have begun before the call).
+        let _lease = loop {
+            if let Some(lease) = self.store.try_training_lease().await? {
+                break lease;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        };
         self.train_locked(self.params.clone()).await
     }
 
@@ -377,9 +395,18 @@ impl Trainer {
     pub async fn run_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let tick = std::time::Duration::from_secs(self.config.trainer_tick_secs.max(1));
         let mut backoff = tick;
+        let models = self.store.model_notifications();
         loop {
+            // Another replica's new model wakes us at once; the tick is the fallback.
+            let notified = async {
+                match &models {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
+                _ = notified => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {

@@ -158,7 +158,7 @@ pub async fn retrain(
         if state.store.max_event_seq().await? == 0 {
             return Err(no_events());
         }
-        if !state.trainer.try_start() {
+        if !state.trainer.try_start().await.map_err(ApiError::from_training)? {
             return Err(ApiError::Conflict {
                 code: "training_in_progress",
                 message: "a training is already running; retry later or use ?wait=true".into(),
@@ -175,6 +175,9 @@ pub async fn retrain(
             Ok(Json(ModelOut::new(record, serving_version(&state))).into_response())
         }
         Outcome::NoEvents => Err(no_events()),
+        Outcome::Busy => Err(ApiError::Internal(anyhow::anyhow!(
+            "run_covering waits for the lease; it cannot be busy"
+        ))),
     }
 }
 

@@ -151,6 +151,22 @@ pub struct NewModelRecord {
     pub params: serde_json::Value,
 }
 
+/// Held while this process trains; dropping it lets another process train. On a database
+/// shared by replicas it owns the connection that holds the lock, so a process that dies
+/// releases it with its connection.
+pub struct TrainingLease(#[allow(dead_code)] Option<Box<dyn std::any::Any + Send>>);
+
+impl TrainingLease {
+    /// A lease that guards nothing beyond this process (a database no other process writes).
+    pub fn local() -> Self {
+        Self(None)
+    }
+}
+
+/// A cheap fingerprint of a user's history: (number of events, newest sequence number).
+/// Any event committed for the user changes it.
+pub type UserStamp = (i64, i64);
+
 /// Everything recloop keeps: the append-only event log, the catalog and the model versions.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -160,6 +176,26 @@ pub trait Store: Send + Sync + 'static {
     /// Appends events; returns only once they are durably committed (fsync'd). Events whose
     /// `event_id` is already stored are skipped and counted as duplicates. All or nothing.
     async fn append_events(&self, events: Vec<NewEvent>) -> StoreResult<AppendOutcome>;
+
+    /// True when other processes (replicas) may write to the same database, so in-process
+    /// knowledge of who changed is not enough.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// The user's history fingerprint, read before the history so a cache built from both is
+    /// never newer than its stamp.
+    async fn user_stamp(&self, user: &UserId) -> StoreResult<UserStamp>;
+
+    /// Takes the one lease that lets a process train, if no other process holds it.
+    async fn try_training_lease(&self) -> StoreResult<Option<TrainingLease>> {
+        Ok(Some(TrainingLease::local()))
+    }
+
+    /// Woken when another process accepted a model (None: no such channel; poll instead).
+    fn model_notifications(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 
     /// A user's whole history, oldest first.
     async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>>;

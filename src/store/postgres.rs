@@ -7,7 +7,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::TryStreamExt;
-use sqlx::{postgres::PgPoolOptions, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{
+    postgres::{PgConnectOptions, PgListener, PgPoolOptions},
+    ConnectOptions, PgPool, Postgres, QueryBuilder, Row,
+};
+use tokio::sync::Notify;
 
 use super::*;
 
@@ -16,26 +20,75 @@ const INSERT_CHUNK: usize = 5_000;
 /// The most recent events of a user that the request path folds in.
 const HISTORY_LIMIT: i64 = super::sqlite::HISTORY_LIMIT;
 
+/// The advisory-lock key that elects the one training replica ("recloop" in ASCII).
+const TRAINING_LOCK: i64 = 0x7265_636c_6f6f_70;
+/// The channel on which a replica announces a newly accepted model version.
+const MODEL_CHANNEL: &str = "recloop_models";
+
 pub struct PostgresStore {
     pool: PgPool,
+    options: PgConnectOptions,
+    models: Arc<Notify>,
 }
 
 impl PostgresStore {
     /// Connects and applies the migrations. Several replicas may start at once: sqlx takes an
     /// advisory lock around migrating, so exactly one applies them.
     pub async fn open(url: &str) -> StoreResult<Self> {
+        let options: PgConnectOptions = url.parse()?;
+        let options = options.log_statements(tracing::log::LevelFilter::Trace);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             // Fail fast while the database is down, so requests get 503 instead of hanging.
             .acquire_timeout(Duration::from_secs(3))
-            .connect(url)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let models = Arc::new(Notify::new());
+        tokio::spawn(listen_for_models(pool.clone(), models.clone()));
+        Ok(Self {
+            pool,
+            options,
+            models,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// Wakes `models` on every NOTIFY of a new model, for as long as the process runs. The
+/// listener reconnects by itself after an outage; a notification missed meanwhile is caught
+/// by the trainer's polling, and a reconnect wakes the waiters once to be sure.
+async fn listen_for_models(pool: PgPool, models: Arc<Notify>) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "model listener cannot connect yet");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(MODEL_CHANNEL).await {
+            tracing::debug!(error = %e, "LISTEN failed");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        models.notify_waiters();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => models.notify_waiters(),
+                // The connection dropped: listen anew (and wake the waiters once).
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "model listener lost its connection");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -96,6 +149,25 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn try_training_lease(&self) -> StoreResult<Option<TrainingLease>> {
+        // A connection of its own, outside the pool: the session-level advisory lock lives as
+        // long as the connection, so a replica that dies mid-training releases it by dying.
+        let mut conn = self.options.connect().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(TRAINING_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(got.then(|| TrainingLease(Some(Box::new(conn)))))
+    }
+
+    fn model_notifications(&self) -> Option<Arc<Notify>> {
+        Some(self.models.clone())
+    }
+
     async fn append_events(&self, events: Vec<NewEvent>) -> StoreResult<AppendOutcome> {
         if events.is_empty() {
             return Ok(AppendOutcome::default());
@@ -125,6 +197,14 @@ impl Store for PostgresStore {
             accepted,
             duplicates: events.len() as u64 - accepted,
         })
+    }
+
+    async fn user_stamp(&self, user: &UserId) -> StoreResult<UserStamp> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS latest FROM events WHERE user_id = $1")
+            .bind(user.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("n")?, row.try_get("latest")?))
     }
 
     async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
@@ -302,6 +382,12 @@ impl Store for PostgresStore {
             sqlx::query("INSERT INTO model_blobs (version, data) VALUES ($1, $2)")
                 .bind(stored.version)
                 .bind(data)
+                .execute(&mut *tx)
+                .await?;
+            // Delivered at commit, to every replica listening.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(MODEL_CHANNEL)
+                .bind(stored.version.to_string())
                 .execute(&mut *tx)
                 .await?;
         }

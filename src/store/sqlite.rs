@@ -198,6 +198,14 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| closed())?
     }
 
+    async fn user_stamp(&self, user: &UserId) -> StoreResult<UserStamp> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS latest FROM events WHERE user_id = ?")
+            .bind(user.as_str())
+            .fetch_one(&self.read)
+            .await?;
+        Ok((row.try_get("n")?, row.try_get("latest")?))
+    }
+
     async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
         let rows = sqlx::query(
             "SELECT item_id, type, ts_ms FROM \
