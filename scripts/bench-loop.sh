@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end benchmark of recloop over HTTP, on a fresh server with a throw-away SQLite database:
 #   1. loop_bench: ingest the ML-100K train split, retrain, score every evaluated user (evaluation.md)
-#   2. recommendations under load: 64 connections over every user, ~20 s (oha)
+#   2. recommendations under load: 64 connections over every user, ~20 s (wrk + Lua)
 #   3. batched ingest: 4 clients x 1,000-event batches, synthetic events with unique ids
 #   4. single-event ingest: 64 clients, one event per request
 # Every figure is printed under the command that produced it. Takes about 2 minutes after the build.
@@ -22,11 +22,14 @@ run() {
     "$@"
 }
 
-# Group-commit histogram and /v1/events latency from the server's own /metrics, so a slow ingest
-# can be split into "waiting for the single writer" vs "everything else".
-server_metrics() {
-    echo "\$ curl -s $URL/metrics | grep -E 'group_commit|events\"'"
-    curl -s "$URL/metrics" | grep -E '^recloop_group_commit_requests_(sum|count)|^recloop_http_request_duration_seconds_(sum|count).*"/v1/events"' || true
+# Snapshot /metrics; `phase_end ROUTE` prints what the server saw since the last snapshot
+# (server-side latency of ROUTE, group-commit batching), to split client figures into server time
+# vs. everything else.
+snapshot() { curl -s "$URL/metrics" >"$WORK/metrics.before"; }
+phase_end() {
+    curl -s "$URL/metrics" >"$WORK/metrics.after"
+    echo "\$ scripts/metrics_delta.py <(/metrics before) <(/metrics after) '$1'"
+    python3 scripts/metrics_delta.py "$WORK/metrics.before" "$WORK/metrics.after" "$1"
 }
 
 echo "== build"
@@ -34,8 +37,10 @@ run cargo build --release --bin recloop --example loop_bench
 BIN=target/release/recloop
 BENCH=target/release/examples/loop_bench
 
-if ! command -v oha >/dev/null; then
-    run cargo install oha --locked
+# Load generator: wrk with a Lua script rotating user ids (an apt package, seconds to install;
+# `cargo install oha` takes over 15 minutes to compile on a 2-core machine).
+if ! command -v wrk >/dev/null; then
+    run apt-get install -y wrk
 fi
 
 WORK=$(mktemp -d)
@@ -56,7 +61,7 @@ URL=http://127.0.0.1:$PORT
 echo
 echo "== server on $URL, database $WORK/recloop.db (log: $WORK/server.log)"
 # No background retraining: it would compete for the 2 cores mid-measurement.
-RECLOOP_RETRAIN_INTERVAL_SECS=0 RECLOOP_RETRAIN_AFTER_EVENTS=0 RUST_LOG=warn \
+RECLOOP_RETRAIN_INTERVAL_SECS=0 RECLOOP_RETRAIN_AFTER_EVENTS=0 \
     "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$WORK/recloop.db" \
     >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
@@ -68,34 +73,61 @@ curl -sf "$URL/healthz" >/dev/null || { cat "$WORK/server.log"; exit 1; }
 
 echo
 echo "== 1. the loop: ingest, retrain, quality over HTTP, sequential latency"
+snapshot
 run "$BENCH" --url "$URL" --train "$DATA_DIR/train.csv" --test "$DATA_DIR/test.csv" \
-    --batch 1000 --concurrency 4
-server_metrics
+    --batch 1000 --concurrency 4 | tee "$WORK/loop.out"
+phase_end /v1/events
 
 echo
 echo "== 2. recommendations under load: 64 connections, ${LOAD_SECS} s, rotating over every user"
-# One URL per user, shuffled; oha cycles through the file, so consecutive requests hit
-# different users (after the loop above every user's fold-in is cached: this is the warm path).
-tail -n +2 "$DATA_DIR/train.csv" | cut -d, -f1 | sort -u | shuf --random-source=<(yes) \
-    | sed "s|^|$URL/v1/users/|; s|\$|/recommendations?n=10|" >"$WORK/urls.txt"
-echo "$(wc -l <"$WORK/urls.txt") distinct user URLs, e.g. $(head -1 "$WORK/urls.txt")"
-run oha --no-tui -z "${LOAD_SECS}s" -c 64 --urls-from-file "$WORK/urls.txt" \
-    --output-format json -o "$WORK/oha.json"
-python3 - "$WORK/oha.json" <<'EOF'
-import json, sys
-r = json.load(open(sys.argv[1]))
-s, p = r["summary"], r["latencyPercentiles"]
-codes = r.get("statusCodeDistribution", {})
-print(f"requests/s {s['requestsPerSec']:.0f}   p50 {p['p50']*1e3:.2f} ms   "
-      f"p99 {p['p99']*1e3:.2f} ms   p99.9 {p['p99.9']*1e3:.2f} ms   statuses {codes}")
-EOF
+# Every user of the split, shuffled (fixed seed); each request asks for the next one. After step 1
+# every user's fold-in is cached, so this measures the warm path, as a steady shop would see it.
+tail -n +2 "$DATA_DIR/train.csv" | cut -d, -f1 | sort -u \
+    | shuf --random-source=<(yes) >"$WORK/users.txt"
+echo "$(wc -l <"$WORK/users.txt") distinct users"
+snapshot
+# 2 threads: the machine has 2 cores, and wrk shares them with the server.
+run wrk -t2 -c64 -d"${LOAD_SECS}s" --latency -s scripts/rotate-users.lua "$URL" \
+    -- "$WORK/users.txt" 10 | tee "$WORK/wrk.out"
+phase_end "/v1/users/{user_id}/recommendations"
 
 echo
 echo "== 3. batched ingest: 4 clients x 1,000-event batches, ${INGEST_SECS} s, unique event ids"
-run "$BENCH" --url "$URL" --synthetic-seconds "$INGEST_SECS" --concurrency 4 --batch 1000
-server_metrics
+snapshot
+run "$BENCH" --url "$URL" --synthetic-seconds "$INGEST_SECS" --concurrency 4 --batch 1000 | tee "$WORK/batched.out"
+phase_end /v1/events
 
 echo
 echo "== 4. single-event ingest: 64 clients x 1 event per request, ${INGEST_SECS} s"
-run "$BENCH" --url "$URL" --synthetic-seconds "$INGEST_SECS" --concurrency 64 --batch 1
-server_metrics
+snapshot
+run "$BENCH" --url "$URL" --synthetic-seconds "$INGEST_SECS" --concurrency 64 --batch 1 | tee "$WORK/single.out"
+phase_end /v1/events
+
+echo
+echo "== summary (from the JSON lines above) vs. the targets"
+python3 - "$WORK" <<'EOF'
+import json, sys
+def last_json(name, prefix=""):
+    lines = [l[len(prefix):] for l in open(f"{sys.argv[1]}/{name}") if l.startswith(prefix + "{")]
+    return json.loads(lines[-1])
+loop, wrk = last_json("loop.out"), last_json("wrk.out", "WRK_JSON ")
+batched, single = last_json("batched.out"), last_json("single.out")
+rows = [
+    ("NDCG@10 over HTTP (default settings)", loop["ndcg_at_10"], ">= 0.17", loop["ndcg_at_10"] >= 0.17),
+    ("Recall@20 over HTTP", loop["recall_at_20"], "", None),
+    ("HR@10 over HTTP", loop["hr_at_10"], "", None),
+    ("train-split ingest, events/s (4 x 1,000)", loop["ingest_events_per_s"], "", None),
+    ("training seconds (server's training_seconds)", loop["training_seconds"], "", None),
+    ("sequential query p50 / p99 ms (cold)", f'{loop["query_p50_ms"]:.2f} / {loop["query_p99_ms"]:.2f}', "", None),
+    ("recommendations req/s at 64 connections", wrk["requests_per_s"], "", None),
+    ("recommendations p50 ms at 64 connections", wrk["p50_ms"], "", None),
+    ("recommendations p99 ms at 64 connections", wrk["p99_ms"], "<= 10", wrk["p99_ms"] <= 10),
+    ("batched ingest events/s (4 x 1,000, synthetic)", batched["events_per_s"], ">= 20000", batched["events_per_s"] >= 20000),
+    ("single-event ingest events/s (64 clients)", single["events_per_s"], "", None),
+]
+for name, value, target, ok in rows:
+    if isinstance(value, float):
+        value = f"{value:.4f}" if value < 1 else f"{value:.2f}" if value < 1000 else f"{value:.0f}"
+    verdict = "" if ok is None else ("PASS" if ok else "MISS")
+    print(f"{name:<48} {value:>14}  {target:<9} {verdict}")
+EOF

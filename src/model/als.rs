@@ -67,7 +67,12 @@ pub struct AlsModel {
 /// hand-tuned per shop needs.
 pub fn row_regularization(params: &AlsParams, n_observed: usize) -> f32 {
     static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let mode = *MODE.get_or_init(|| std::env::var("REC_REG_MODE").ok().and_then(|v| v.parse().ok()).unwrap_or(1));
+    let mode = *MODE.get_or_init(|| {
+        std::env::var("REC_REG_MODE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+    });
     match mode {
         0 => params.regularization,
         2 => params.regularization * (1.0 + n_observed as f32).sqrt(),
@@ -128,22 +133,19 @@ fn half_step<'d>(
 ) {
     let k = params.factors;
     let g = gram(fixed, k);
-    target
-        .par_chunks_mut(k)
-        .enumerate()
-        .for_each_init(
-            || Scratch::new(k),
-            |scratch, (r, x)| {
-                let (idx, w) = row(r as u32);
-                if idx.is_empty() {
-                    x.fill(0.0);
-                } else if params.cg_steps == 0 {
-                    solve_exact(fixed, &g, idx, w, params, x, scratch);
-                } else {
-                    solve_cg(fixed, &g, idx, w, params, x, scratch);
-                }
-            },
-        );
+    target.par_chunks_mut(k).enumerate().for_each_init(
+        || Scratch::new(k),
+        |scratch, (r, x)| {
+            let (idx, w) = row(r as u32);
+            if idx.is_empty() {
+                x.fill(0.0);
+            } else if params.cg_steps == 0 {
+                solve_exact(fixed, &g, idx, w, params, x, scratch);
+            } else {
+                solve_cg(fixed, &g, idx, w, params, x, scratch);
+            }
+        },
+    );
 }
 
 /// Per-thread work buffers of a row solve.
@@ -342,5 +344,110 @@ impl AlsModel {
     pub fn item_vector(&self, i: u32) -> &[f32] {
         let k = self.params.factors;
         &self.item_factors[i as usize * k..(i as usize + 1) * k]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::synthetic::planted;
+
+    fn data() -> Interactions {
+        Interactions::from_events(300, 120, &planted(300, 120, 4, 25, 11))
+    }
+
+    fn small(cg_steps: usize) -> AlsParams {
+        AlsParams {
+            factors: 12,
+            iterations: 12,
+            cg_steps,
+            ..AlsParams::default()
+        }
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt())
+    }
+
+    #[test]
+    fn fit_is_deterministic_under_a_seed_and_any_thread_count() {
+        let data = data();
+        let params = small(3);
+        let a = fit(&data, &params);
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .map(|pool| pool.install(|| fit(&data, &params)));
+        let b = one_thread.unwrap_or_else(|_| fit(&data, &params));
+        assert_eq!(a.item_factors, b.item_factors);
+        assert_eq!(a.gram, b.gram);
+        let c = fit(&data, &AlsParams { seed: 7, ..params });
+        assert_ne!(a.item_factors, c.item_factors);
+    }
+
+    #[test]
+    fn fold_in_of_a_training_user_matches_the_fitted_vector() {
+        let data = data();
+        for cg_steps in [0, 3] {
+            let params = AlsParams {
+                iterations: 30,
+                ..small(cg_steps)
+            };
+            let (model, users) = fit_with_users(&data, &params);
+            let k = params.factors;
+            for u in (0..data.n_users() as u32).step_by(17) {
+                let folded = model.fold_in(&data.user_history(u));
+                let fitted = &users[u as usize * k..(u as usize + 1) * k];
+                let cos = cosine(&folded, fitted);
+                eprintln!("DBG cg {cg_steps} cos {cos}");
+                assert!(cos > 0.99, "user {u}, cg_steps {cg_steps}: cosine {cos}");
+            }
+        }
+    }
+
+    #[test]
+    fn fold_in_sums_repeats_and_ignores_invalid_entries() {
+        let model = fit(&data(), &small(0));
+        let base = model.fold_in(&[(3, 1.0), (10, 5.0)]);
+        let messy = model.fold_in(&[
+            (10, 1.0),
+            (3, 1.0),
+            (10, 4.0),
+            (999, 3.0),
+            (7, 0.0),
+            (8, -1.0),
+        ]);
+        for (a, b) in base.iter().zip(&messy) {
+            assert!((a - b).abs() < 1e-5, "{base:?} vs {messy:?}");
+        }
+        assert_eq!(model.fold_in(&[]), vec![0.0; 12]);
+        assert_eq!(model.fold_in(&[(500, 1.0)]), vec![0.0; 12]);
+    }
+
+    #[test]
+    fn scores_are_dot_products_and_gram_is_yty() {
+        let model = fit(&data(), &small(3));
+        let x = model.fold_in(&[(1, 1.0), (2, 4.0)]);
+        let mut out = vec![0.0; model.n_items];
+        model.score_into(&x, &mut out);
+        for i in [0u32, 5, 119] {
+            assert!((out[i as usize] - dot(model.item_vector(i), &x)).abs() < 1e-6);
+        }
+        let k = model.params.factors;
+        let naive: f32 = (0..model.n_items as u32)
+            .map(|i| model.item_vector(i)[1] * model.item_vector(i)[2])
+            .sum();
+        assert!((model.gram[k + 2] - naive).abs() < 1e-3 * naive.abs().max(1.0));
+    }
+
+    #[test]
+    fn users_and_items_without_events_get_zero_vectors() {
+        let events = planted(50, 40, 2, 10, 3);
+        // Declare more users and items than the log has.
+        let data = Interactions::from_events(60, 50, &events);
+        let (model, users) = fit_with_users(&data, &small(3));
+        assert!(model.item_vector(45).iter().all(|&v| v == 0.0));
+        assert!(users[55 * 12..56 * 12].iter().all(|&v| v == 0.0));
+        assert!(model.item_factors.iter().all(|v| v.is_finite()));
     }
 }

@@ -24,7 +24,10 @@ pub fn temporal_split(
     fraction: f64,
     min_events: usize,
 ) -> (Vec<LogEvent>, Vec<LogEvent>) {
-    assert!((0.0..=1.0).contains(&fraction), "fraction must be in [0, 1]");
+    assert!(
+        (0.0..=1.0).contains(&fraction),
+        "fraction must be in [0, 1]"
+    );
     let mut order: Vec<usize> = (0..events.len()).collect();
     // Stable sort: log position is the last tie-break.
     order.sort_by_key(|&p| (events[p].user, events[p].ts, events[p].item));
@@ -189,7 +192,13 @@ mod tests {
         assert_eq!((q.recall_at_20, q.hr_at_10), (1.0, 1.0));
 
         // No purchases in test at all: every user with a test event counts.
-        let clicks: Vec<LogEvent> = test.iter().map(|e| LogEvent { purchase: false, ..*e }).collect();
+        let clicks: Vec<LogEvent> = test
+            .iter()
+            .map(|e| LogEvent {
+                purchase: false,
+                ..*e
+            })
+            .collect();
         let q = evaluate(&train, &clicks, |_, _| {});
         assert_eq!(q.users, 2);
     }

@@ -100,7 +100,10 @@ mod tests {
     fn recall_uses_capped_denominator() {
         let ranked = [4, 5, 6, 7];
         // 2 hits in top 3, 5 relevant: denominator min(3, 5) = 3.
-        assert!(close(recall_at_k(&ranked, &set(&[4, 6, 10, 11, 12]), 3), 2.0 / 3.0));
+        assert!(close(
+            recall_at_k(&ranked, &set(&[4, 6, 10, 11, 12]), 3),
+            2.0 / 3.0
+        ));
         // 1 hit, 2 relevant, k = 4: denominator 2.
         assert!(close(recall_at_k(&ranked, &set(&[7, 99]), 4), 0.5));
         assert!(close(recall_at_k(&ranked, &set(&[7]), 3), 0.0));

@@ -55,7 +55,10 @@ pub fn planted(
     events_per_user: usize,
     seed: u64,
 ) -> Vec<LogEvent> {
-    assert!(n_clusters > 0 && n_items >= n_clusters, "need 1 <= n_clusters <= n_items");
+    assert!(
+        n_clusters > 0 && n_items >= n_clusters,
+        "need 1 <= n_clusters <= n_items"
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut rank: Vec<u32> = (0..n_items as u32).collect();
     rank.shuffle(&mut rng);
@@ -94,7 +97,11 @@ pub fn planted(
             events.push(LogEvent {
                 user: u,
                 item,
-                weight: if purchase { PURCHASE_WEIGHT } else { CLICK_WEIGHT },
+                weight: if purchase {
+                    PURCHASE_WEIGHT
+                } else {
+                    CLICK_WEIGHT
+                },
                 ts,
                 purchase,
             });

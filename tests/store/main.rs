@@ -1,0 +1,81 @@
+//! The conformance suite of `recloop::store::Store`: every case is written once, against the
+//! trait, and runs on both backends, as `sqlite::<case>` (a database file in a temporary
+//! directory) and `postgres::<case>` (a database of its own on the server named by
+//! `RECLOOP_TEST_POSTGRES_URL`; see `backend`). Run both with
+//!
+//!     scripts/with-postgres cargo test --test store
+
+mod backend;
+mod catalog;
+mod events;
+mod json;
+mod lifecycle;
+mod models;
+mod support;
+
+/// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]` per case.
+/// `store` cases take the opened `DynStore`; `database` cases take the `TestDb` and open it
+/// themselves. Attributes before a case (e.g. `#[ignore = "..."]`) apply to both of its tests.
+macro_rules! conformance {
+    (
+        store: [$($(#[$smeta:meta])* $smod:ident :: $scase:ident),* $(,)?],
+        database: [$($(#[$dmeta:meta])* $dmod:ident :: $dcase:ident),* $(,)?] $(,)?
+    ) => {
+        conformance!(@backend sqlite, Sqlite,
+            [$($(#[$smeta])* $smod::$scase),*], [$($(#[$dmeta])* $dmod::$dcase),*]);
+        conformance!(@backend postgres, Postgres,
+            [$($(#[$smeta])* $smod::$scase),*], [$($(#[$dmeta])* $dmod::$dcase),*]);
+    };
+    (@backend $backend:ident, $kind:ident,
+        [$($(#[$smeta:meta])* $smod:ident :: $scase:ident),*],
+        [$($(#[$dmeta:meta])* $dmod:ident :: $dcase:ident),*]
+    ) => {
+        mod $backend {
+            $(
+                $(#[$smeta])*
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scase() {
+                    crate::backend::Kind::$kind.run(crate::$smod::$scase).await;
+                }
+            )*
+            $(
+                $(#[$dmeta])*
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $dcase() {
+                    crate::backend::Kind::$kind.run_db(crate::$dmod::$dcase).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    store: [
+        events::ping_and_empty_store,
+        events::append_then_history_oldest_first,
+        events::history_keeps_the_newest_events,
+        events::max_event_seq_grows,
+        events::load_log_returns_every_row,
+        events::duplicate_event_ids_are_stored_once,
+        events::events_without_id_never_deduplicate,
+        events::large_batch_spans_insert_chunks,
+        events::concurrent_appends_store_each_event_once,
+        events::concurrent_overlapping_appends_are_idempotent,
+        catalog::upsert_inserts_then_updates,
+        catalog::upsert_many_in_one_call,
+        catalog::attributes_and_categories_round_trip,
+        catalog::delete_item_then_it_is_gone,
+        catalog::delete_item_seen_only_in_events,
+        catalog::second_delete_of_item_with_events_is_false,
+        catalog::upsert_after_delete_revives,
+        catalog::unicode_ids_are_distinct,
+        catalog::nul_characters_in_titles_and_attributes,
+        models::model_versions_round_trip_newest_first,
+        models::latest_accepted_skips_rejected,
+        json::json_numbers_round_trip,
+    ],
+    database: [
+        lifecycle::reopen_keeps_everything,
+        lifecycle::concurrent_first_opens,
+    ],
+}
