@@ -150,10 +150,27 @@ async fn synthetic(client: &reqwest::Client, args: &Args, seconds: f64) -> anyho
             anyhow::Ok(latencies)
         }));
     }
+    // Rate per 2-second window: SQLite's cost per event grows with the table (B-tree pages
+    // dirtied per commit, WAL checkpoints), so a single average would hide the trend.
+    let sampler = tokio::spawn({
+        let accepted = accepted.clone();
+        async move {
+            let mut windows = Vec::new();
+            let mut last = 0;
+            while Instant::now() + Duration::from_secs(1) < deadline {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let now = accepted.load(Ordering::Relaxed);
+                windows.push((now - last) as f64 / 2.0);
+                last = now;
+            }
+            windows
+        }
+    });
     let mut latencies = Vec::new();
     for w in workers {
         latencies.extend(w.await??);
     }
+    let windows = sampler.await?;
     let secs = started.elapsed().as_secs_f64();
     latencies.sort();
     let accepted = accepted.load(Ordering::Relaxed);
@@ -170,10 +187,14 @@ async fn synthetic(client: &reqwest::Client, args: &Args, seconds: f64) -> anyho
         percentile_ms(&latencies, 50.0),
         percentile_ms(&latencies, 99.0)
     );
+    let shown: Vec<String> = windows.iter().map(|r| format!("{r:.0}")).collect();
+    println!("  events/s per 2 s   {}", shown.join(" "));
     println!(
         "{}",
         json!({"clients": args.concurrency, "batch": args.batch, "seconds": secs,
                "events": accepted, "events_per_s": rate,
+               "first_window_events_per_s": windows.first(),
+               "last_window_events_per_s": windows.last(),
                "request_p50_ms": percentile_ms(&latencies, 50.0),
                "request_p99_ms": percentile_ms(&latencies, 99.0)})
     );

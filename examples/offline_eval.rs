@@ -83,8 +83,17 @@ fn main() -> anyhow::Result<()> {
     let train_rows = read_rows(&dir.join("train.csv"))?;
     let test_rows = read_rows(&dir.join("test.csv"))?;
     let all = train_rows.iter().chain(&test_rows);
-    let users: Vec<String> = all.clone().map(|r| r.0.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    let items: Vec<String> = all.map(|r| r.1.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let users: Vec<String> = all
+        .clone()
+        .map(|r| r.0.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let items: Vec<String> = all
+        .map(|r| r.1.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let train_events = to_events(&train_rows, &users, &items);
     let test_events = to_events(&test_rows, &users, &items);
     let train = Interactions::from_events(users.len(), items.len(), &train_events);
@@ -99,11 +108,16 @@ fn main() -> anyhow::Result<()> {
     );
     check_resplit(&dir, &train_rows, &test_rows);
 
-    for (name, half_life) in [("popularity", f64::INFINITY), ("popularity (30-day decay)", 30.0 * 86_400.0)] {
+    for (name, half_life) in [
+        ("popularity", f64::INFINITY),
+        ("popularity (30-day decay)", 30.0 * 86_400.0),
+    ] {
         let start = Instant::now();
         let pop = popularity(items.len(), &train_events, half_life);
         let secs = start.elapsed().as_secs_f64();
-        let q = evaluate(&train, &test_events, |_, out| out.copy_from_slice(&pop.scores));
+        let q = evaluate(&train, &test_events, |_, out| {
+            out.copy_from_slice(&pop.scores)
+        });
         print(name, &q, secs);
     }
 
@@ -151,11 +165,26 @@ fn check_resplit(dir: &Path, train_rows: &[Row], test_rows: &[Row]) {
             let f: Vec<&str> = line.split('\t').collect();
             let rating: u8 = f.get(2)?.parse().ok()?;
             let kind = if rating >= 4 { "purchase" } else { "click" };
-            Some((format!("u{}", f.first()?), format!("m{}", f.get(1)?), kind.to_string(), f.get(3)?.parse().ok()?))
+            Some((
+                format!("u{}", f.first()?),
+                format!("m{}", f.get(1)?),
+                kind.to_string(),
+                f.get(3)?.parse().ok()?,
+            ))
         })
         .collect();
-    let users: Vec<String> = rows.iter().map(|r| r.0.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    let items: Vec<String> = rows.iter().map(|r| r.1.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let users: Vec<String> = rows
+        .iter()
+        .map(|r| r.0.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let items: Vec<String> = rows
+        .iter()
+        .map(|r| r.1.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let (train, test) = temporal_split(&to_events(&rows, &users, &items), 0.2, 5);
     let key = |e: &LogEvent| (e.user, e.item, e.ts);
     let sorted = |mut v: Vec<(u32, u32, i64)>| {
@@ -163,9 +192,19 @@ fn check_resplit(dir: &Path, train_rows: &[Row], test_rows: &[Row]) {
         v
     };
     let same_train = sorted(train.iter().map(key).collect())
-        == sorted(to_events(train_rows, &users, &items).iter().map(key).collect());
+        == sorted(
+            to_events(train_rows, &users, &items)
+                .iter()
+                .map(key)
+                .collect(),
+        );
     let same_test = sorted(test.iter().map(key).collect())
-        == sorted(to_events(test_rows, &users, &items).iter().map(key).collect());
+        == sorted(
+            to_events(test_rows, &users, &items)
+                .iter()
+                .map(key)
+                .collect(),
+        );
     println!(
         "temporal_split(u.data, 0.2, 5) reproduces the split: train {same_train}, test {same_test}"
     );

@@ -4,16 +4,17 @@
 #   2. recommendations under load: 64 connections over every user, ~20 s (wrk + Lua)
 #   3. batched ingest: 4 clients x 1,000-event batches, synthetic events with unique ids
 #   4. single-event ingest: 64 clients, one event per request
-# Every figure is printed under the command that produced it. Takes about 2 minutes after the build.
+# Every figure is printed under the command that produced it. About 90 s after the build.
 #
 #   scripts/bench-loop.sh            # DATA_DIR defaults to ../shared/data/ml100k-split
-#   LOAD_SECS=20 INGEST_SECS=12 scripts/bench-loop.sh
+#   LOAD_SECS=20 BATCH_SECS=20 SINGLE_SECS=10 scripts/bench-loop.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 DATA_DIR=${DATA_DIR:-../shared/data/ml100k-split}
 LOAD_SECS=${LOAD_SECS:-20}
-INGEST_SECS=${INGEST_SECS:-12}
+BATCH_SECS=${BATCH_SECS:-20}
+SINGLE_SECS=${SINGLE_SECS:-10}
 
 # Print a command, then run it: the figures below it are its output.
 run() {
@@ -90,17 +91,24 @@ snapshot
 run wrk -t2 -c64 -d"${LOAD_SECS}s" --latency -s scripts/rotate-users.lua "$URL" \
     -- "$WORK/users.txt" 10 | tee "$WORK/wrk.out"
 phase_end "/v1/users/{user_id}/recommendations"
+# The floor of this machine: the same 64 connections on a route that does nothing. Whatever
+# p99 this shows is scheduling (wrk and the server share the cores), not recloop's work.
+run wrk -t2 -c64 -d10s --latency "$URL/healthz"
 
 echo
-echo "== 3. batched ingest: 4 clients x 1,000-event batches, ${INGEST_SECS} s, unique event ids"
+echo "== 3. batched ingest: 4 clients x 1,000-event batches, ${BATCH_SECS} s, unique event ids"
+# Synthetic events spread over 5,000 users, as a shop's traffic is: each batch touches ~1,000
+# users, so each commit dirties many pages of the per-user index (the ML-100K train file, sorted
+# by user, touches ~10 users per batch and is much cheaper to store).
 snapshot
-run "$BENCH" --url "$URL" --synthetic-seconds "$INGEST_SECS" --concurrency 4 --batch 1000 | tee "$WORK/batched.out"
+run "$BENCH" --url "$URL" --synthetic-seconds "$BATCH_SECS" --concurrency 4 --batch 1000 | tee "$WORK/batched.out"
 phase_end /v1/events
+run du -h "$WORK/recloop.db" "$WORK/recloop.db-wal"
 
 echo
-echo "== 4. single-event ingest: 64 clients x 1 event per request, ${INGEST_SECS} s"
+echo "== 4. single-event ingest: 64 clients x 1 event per request, ${SINGLE_SECS} s"
 snapshot
-run "$BENCH" --url "$URL" --synthetic-seconds "$INGEST_SECS" --concurrency 64 --batch 1 | tee "$WORK/single.out"
+run "$BENCH" --url "$URL" --synthetic-seconds "$SINGLE_SECS" --concurrency 64 --batch 1 | tee "$WORK/single.out"
 phase_end /v1/events
 
 echo
@@ -123,6 +131,7 @@ rows = [
     ("recommendations p50 ms at 64 connections", wrk["p50_ms"], "", None),
     ("recommendations p99 ms at 64 connections", wrk["p99_ms"], "<= 10", wrk["p99_ms"] <= 10),
     ("batched ingest events/s (4 x 1,000, synthetic)", batched["events_per_s"], ">= 20000", batched["events_per_s"] >= 20000),
+    ("  ... in its last 2 s window", batched["last_window_events_per_s"], ">= 20000", batched["last_window_events_per_s"] >= 20000),
     ("single-event ingest events/s (64 clients)", single["events_per_s"], "", None),
 ]
 for name, value, target, ok in rows:

@@ -6,7 +6,7 @@
 //! is the same Gram matrix `YᵀY`, computed once per half-step; each row then only pays
 //! for its observed entries.
 
-use super::linalg::{axpy, cholesky_solve, dot, gram, symv, syr_lower};
+use super::linalg::{axpy, cholesky_solve, dot, gram, symv, syr4_lower, syr_lower};
 use super::Interactions;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -33,9 +33,9 @@ pub struct AlsParams {
 impl Default for AlsParams {
     fn default() -> Self {
         AlsParams {
-            factors: 64,
-            regularization: 0.1,
-            alpha: 2.0,
+            factors: 128,
+            regularization: 0.2,
+            alpha: 1.0,
             iterations: 15,
             seed: 42,
             cg_steps: 3,
@@ -66,18 +66,7 @@ pub struct AlsModel {
 /// one λ fit catalogues and histories of different sizes, which a service that cannot be
 /// hand-tuned per shop needs.
 pub fn row_regularization(params: &AlsParams, n_observed: usize) -> f32 {
-    static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let mode = *MODE.get_or_init(|| {
-        std::env::var("REC_REG_MODE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1)
-    });
-    match mode {
-        0 => params.regularization,
-        2 => params.regularization * (1.0 + n_observed as f32).sqrt(),
-        _ => params.regularization * (1.0 + n_observed as f32),
-    }
+    params.regularization * (1.0 + n_observed as f32)
 }
 
 /// Fits the model. Multi-threaded (rayon, parallel over rows) and deterministic for a
@@ -159,6 +148,7 @@ struct Scratch {
 }
 
 impl Scratch {
+    #[inline(never)]
     fn new(k: usize) -> Self {
         Scratch {
             a: vec![0.0; k * k],
@@ -185,16 +175,24 @@ fn solve_exact(
     let k = x.len();
     s.a.fill(0.0);
     s.b.fill(0.0);
+    let row = |j: u32| &fixed[j as usize * k..(j as usize + 1) * k];
+    let (idx4, idx_rest) = idx.split_at(idx.len() - idx.len() % 4);
+    for (j, wj) in idx4.chunks_exact(4).zip(w.chunks_exact(4)) {
+        let excess = [0, 1, 2, 3].map(|r| params.alpha * wj[r]);
+        let ys = [0, 1, 2, 3].map(|r| row(j[r]));
+        syr4_lower(excess, ys, &mut s.a, k);
+    }
+    for (&j, &wj) in idx_rest.iter().zip(&w[idx4.len()..]) {
+        syr_lower(params.alpha * wj, row(j), &mut s.a, k);
+    }
     for (&j, &wj) in idx.iter().zip(w) {
-        let c = 1.0 + params.alpha * wj;
-        let y = &fixed[j as usize * k..(j as usize + 1) * k];
-        syr_lower(c - 1.0, y, &mut s.a, k);
-        axpy(c, y, &mut s.b);
+        axpy(1.0 + params.alpha * wj, row(j), &mut s.b);
     }
     let lambda = f64::from(row_regularization(params, idx.len()));
+    // Transposed into the upper triangle, the layout `cholesky_solve` factors fastest.
     for p in 0..k {
         for q in 0..=p {
-            s.a64[p * k + q] = f64::from(g[p * k + q]) + f64::from(s.a[p * k + q]);
+            s.a64[q * k + p] = f64::from(g[p * k + q]) + f64::from(s.a[p * k + q]);
         }
         s.a64[p * k + p] += lambda;
     }
@@ -399,8 +397,9 @@ mod tests {
                 let folded = model.fold_in(&data.user_history(u));
                 let fitted = &users[u as usize * k..(u as usize + 1) * k];
                 let cos = cosine(&folded, fitted);
-                eprintln!("DBG cg {cg_steps} cos {cos}");
-                assert!(cos > 0.99, "user {u}, cg_steps {cg_steps}: cosine {cos}");
+                // Exact solves are the very same computation; CG is close after convergence.
+                let min = if cg_steps == 0 { 0.9999 } else { 0.99 };
+                assert!(cos > min, "user {u}, cg_steps {cg_steps}: cosine {cos}");
             }
         }
     }

@@ -113,6 +113,14 @@ pub fn planted(
     events
 }
 
+/// `n × k` factors drawn uniformly from `[-1, 1) / sqrt(k)`, row-major: a stand-in for a
+/// fitted model where only shapes matter (serving benches, round-trip tests).
+pub fn random_factors(n: usize, k: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let scale = 1.0 / (k.max(1) as f32).sqrt();
+    (0..n * k).map(|_| rng.gen_range(-scale..scale)).collect()
+}
+
 /// Items and a sampler over their popularity weights.
 fn pool(items: &[u32], weight: impl Fn(u32) -> f64) -> (Vec<u32>, WeightedIndex<f64>) {
     let weights: Vec<f64> = items.iter().map(|&i| weight(i)).collect();

@@ -40,7 +40,6 @@ fn als_recovers_planted_structure_far_better_than_popularity() {
     let pop = popularity(ITEMS, &train, f64::INFINITY);
     let base = evaluate(&data, &test, |_, out| out.copy_from_slice(&pop.scores));
     let q = als_quality(&data, &test, &params(3));
-    eprintln!("DBG als {q:?} pop {base:?}");
     assert!(q.users > USERS / 2);
     assert!(
         q.ndcg_at_10 > 2.0 * base.ndcg_at_10,
@@ -53,7 +52,6 @@ fn conjugate_gradient_matches_cholesky_quality() {
     let (data, _, test) = split();
     let exact = als_quality(&data, &test, &params(0));
     let cg = als_quality(&data, &test, &params(3));
-    eprintln!("DBG exact {exact:?} cg {cg:?}");
     let gap = (exact.ndcg_at_10 - cg.ndcg_at_10).abs();
     assert!(gap < 0.1 * exact.ndcg_at_10, "exact {exact:?} vs CG {cg:?}");
 }
@@ -78,6 +76,5 @@ fn similar_items_come_from_the_same_planted_cluster() {
             .count();
     }
     let share = same as f64 / total as f64;
-    eprintln!("DBG share {share} total {total}");
     assert!(share > 0.9, "same-cluster share {share}");
 }

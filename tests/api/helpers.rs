@@ -42,7 +42,7 @@ pub struct Counts {
 }
 
 impl TestApp {
-    /// The defaults, without background training.
+    /// The defaults, without background training and with a small model (see `small_model`).
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
     }
@@ -62,6 +62,7 @@ impl TestApp {
         // Background training never surprises a test (and the loop is not started anyway).
         config.retrain_interval_secs = 0;
         config.retrain_after_events = 0;
+        small_model(&mut config);
         configure(&mut config);
         config.validate().expect("a valid test configuration");
         let store = recloop::store::connect(&config.database_url)
@@ -223,6 +224,33 @@ impl Drop for TestApp {
             server.task.abort();
         }
     }
+}
+
+/// 16 factors and 5 sweeps instead of 64 and 15: unoptimised test builds fit the default
+/// model about 50 times slower than release, and most tests need a model, not a good one.
+/// A test about the defaults restores them with `default_model`.
+pub fn small_model(config: &mut Config) {
+    config.factors = 16;
+    config.iterations = 5;
+}
+
+pub fn default_model(config: &mut Config) {
+    let defaults = recloop::model::AlsParams::default();
+    config.factors = defaults.factors;
+    config.iterations = defaults.iterations;
+}
+
+/// Percent-encodes a path segment (ids are used as they are, so they may hold `/`, spaces...).
+pub fn enc(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn client() -> reqwest::Client {

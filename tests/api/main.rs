@@ -1,4 +1,14 @@
-//! End-to-end tests over real HTTP. See `helpers` for the harness.
+//! End-to-end tests over real HTTP: one binary, each test its own server on 127.0.0.1:0 and
+//! its own SQLite database in a temporary directory. `helpers` holds the harness, `faults` a
+//! store wrapper that injects storage failures and holds trainings at a known point.
 
+mod catalog;
+mod errors;
+mod events;
+mod faults;
 mod helpers;
-mod probe;
+mod import;
+mod keys;
+mod model;
+mod ops;
+mod recommendations;

@@ -45,6 +45,7 @@ impl Kind {
 
 /// One test's own database, created empty and not yet opened (no migrations applied).
 pub struct TestDb {
+    kind: Kind,
     url: String,
     // Held only for its `Drop`: removes the directory or drops the database.
     _cleanup: Cleanup,
@@ -63,6 +64,7 @@ impl TestDb {
                 let dir = tempfile::tempdir().expect("creating a temporary directory");
                 let url = format!("sqlite://{}", dir.path().join("store.db").display());
                 Some(Self {
+                    kind,
                     url,
                     _cleanup: Cleanup::Dir { _dir: dir },
                 })
@@ -71,6 +73,7 @@ impl TestDb {
                 let admin_url = postgres_admin_url()?;
                 let database = PgDatabase::create(&admin_url).await;
                 Some(Self {
+                    kind,
                     url: with_database(&admin_url, &database.name),
                     _cleanup: Cleanup::Database {
                         _database: database,
@@ -78,6 +81,13 @@ impl TestDb {
                 })
             }
         }
+    }
+
+    /// One more fresh database of the same kind, cleaned up the same way.
+    pub async fn another(&self) -> Self {
+        Self::create(self.kind)
+            .await
+            .expect("the backend of an existing database")
     }
 
     /// The URL `recloop::store::connect` takes.

@@ -115,20 +115,28 @@ pub async fn reopen_keeps_everything(db: TestDb) {
 }
 
 /// Instances opening one new database at once (replicas, or the server and `recloop train`
-/// started together) all succeed, and share one set of tables.
+/// started together) all succeed and share one set of tables. Eight openers, each on a task
+/// of its own, on three fresh databases: enough for a race between migrations to show.
 pub async fn concurrent_first_opens(db: TestDb) {
-    let opens = (0..4).map(|_| recloop::store::connect(db.url()));
-    let stores: Vec<DynStore> = futures::future::join_all(opens)
-        .await
-        .into_iter()
-        .enumerate()
-        .map(|(n, opened)| opened.unwrap_or_else(|e| panic!("opener {n}: {e:?}")))
-        .collect();
-    stores[0]
-        .append_events(vec![event("u", "sku", EventType::View, 1)])
-        .await
-        .unwrap();
-    for store in &stores {
-        assert_eq!(store.user_history(&user("u")).await.unwrap().len(), 1);
+    let more = [db.another().await, db.another().await];
+    for db in std::iter::once(&db).chain(&more) {
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let url = db.url().to_owned();
+                tokio::spawn(async move { recloop::store::connect(&url).await })
+            })
+            .collect();
+        let mut stores: Vec<DynStore> = Vec::new();
+        for (n, open) in opens.into_iter().enumerate() {
+            let opened = open.await.expect("the opening task");
+            stores.push(opened.unwrap_or_else(|e| panic!("opener {n}: {e:?}")));
+        }
+        stores[0]
+            .append_events(vec![event("u", "sku", EventType::View, 1)])
+            .await
+            .unwrap();
+        for store in &stores {
+            assert_eq!(store.user_history(&user("u")).await.unwrap().len(), 1);
+        }
     }
 }

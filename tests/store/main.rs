@@ -61,6 +61,7 @@ conformance! {
         events::large_batch_spans_insert_chunks,
         events::concurrent_appends_store_each_event_once,
         events::concurrent_overlapping_appends_are_idempotent,
+        events::user_stamp_follows_the_users_events,
         catalog::upsert_inserts_then_updates,
         catalog::upsert_many_in_one_call,
         catalog::attributes_and_categories_round_trip,

@@ -26,7 +26,7 @@ fn stored(record: &NewModelRecord, version: i64) -> ModelRecord {
 
 /// Every field of every version comes back, newest first; versions only grow.
 pub async fn model_versions_round_trip_newest_first(store: DynStore) {
-    let mut records = vec![
+    let mut records = [
         model_record(ModelStatus::Accepted, 0),
         model_record(ModelStatus::Rejected, 1),
         model_record(ModelStatus::Accepted, 2),

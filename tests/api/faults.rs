@@ -1,0 +1,166 @@
+//! A store wrapper that injects faults and pauses, through the public `Store` trait and
+//! `build_app_with_store`: storage that is down, and a training held right after it has read
+//! the log (so "a training is running" is a fact the test controls, not a race it hopes to win).
+
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
+use async_trait::async_trait;
+use recloop::{
+    domain::{ItemId, NewEvent, UserId},
+    store::{
+        AppendOutcome, DynStore, HistoryEvent, Item, ItemUpsert, Log, ModelRecord,
+        NewModelRecord, Store, StoreError, StoreResult, TrainingLease, UserStamp,
+    },
+};
+use tokio::sync::{watch, RwLock};
+
+#[derive(Debug)]
+pub struct Faults {
+    /// While set, every call fails with `StoreError::Unavailable`.
+    pub down: AtomicBool,
+    /// While a test holds it for writing, `load_log` waits after reading the log.
+    pub log_gate: Arc<RwLock<()>>,
+    /// How many times `load_log` has read the log (and reached the gate).
+    pub log_reads: watch::Sender<usize>,
+    /// How many times `max_event_seq` was asked (the retrain handler asks first).
+    pub seq_reads: watch::Sender<usize>,
+}
+
+impl Faults {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            down: AtomicBool::new(false),
+            log_gate: Arc::new(RwLock::new(())),
+            log_reads: watch::Sender::new(0),
+            seq_reads: watch::Sender::new(0),
+        })
+    }
+
+    /// For `TestApp::spawn_on`: wraps the real store.
+    pub fn wrapper(self: &Arc<Self>) -> impl FnOnce(DynStore) -> DynStore {
+        let faults = self.clone();
+        move |inner| Arc::new(FaultyStore { inner, faults })
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Waits until `counter` exceeds `seen`.
+    pub async fn wait_past(counter: &watch::Sender<usize>, seen: usize) {
+        let mut rx = counter.subscribe();
+        rx.wait_for(|&n| n > seen).await.expect("the store is alive");
+    }
+}
+
+struct FaultyStore {
+    inner: DynStore,
+    faults: Arc<Faults>,
+}
+
+impl FaultyStore {
+    fn check(&self) -> StoreResult<()> {
+        if self.faults.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.check()?;
+        self.inner.ping().await
+    }
+
+    async fn append_events(&self, events: Vec<NewEvent>) -> StoreResult<AppendOutcome> {
+        self.check()?;
+        self.inner.append_events(events).await
+    }
+
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    async fn user_stamp(&self, user: &UserId) -> StoreResult<UserStamp> {
+        self.check()?;
+        self.inner.user_stamp(user).await
+    }
+
+    async fn try_training_lease(&self) -> StoreResult<Option<TrainingLease>> {
+        self.check()?;
+        self.inner.try_training_lease().await
+    }
+
+    fn model_notifications(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.model_notifications()
+    }
+
+    async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
+        self.check()?;
+        self.inner.user_history(user).await
+    }
+
+    async fn max_event_seq(&self) -> StoreResult<i64> {
+        self.check()?;
+        let seq = self.inner.max_event_seq().await;
+        self.faults.seq_reads.send_modify(|n| *n += 1);
+        seq
+    }
+
+    async fn load_log(&self) -> StoreResult<Log> {
+        self.check()?;
+        let log = self.inner.load_log().await;
+        self.faults.log_reads.send_modify(|n| *n += 1);
+        let _pass = self.faults.log_gate.read().await;
+        log
+    }
+
+    async fn upsert_items(&self, items: Vec<ItemUpsert>) -> StoreResult<Vec<Item>> {
+        self.check()?;
+        self.inner.upsert_items(items).await
+    }
+
+    async fn get_item(&self, item: &ItemId) -> StoreResult<Option<Item>> {
+        self.check()?;
+        self.inner.get_item(item).await
+    }
+
+    async fn delete_item(&self, item: &ItemId) -> StoreResult<bool> {
+        self.check()?;
+        self.inner.delete_item(item).await
+    }
+
+    async fn list_items(&self) -> StoreResult<Vec<Item>> {
+        self.check()?;
+        self.inner.list_items().await
+    }
+
+    async fn insert_model(
+        &self,
+        record: NewModelRecord,
+        blob: Option<Vec<u8>>,
+    ) -> StoreResult<ModelRecord> {
+        self.check()?;
+        self.inner.insert_model(record, blob).await
+    }
+
+    async fn model_versions(&self) -> StoreResult<Vec<ModelRecord>> {
+        self.check()?;
+        self.inner.model_versions().await
+    }
+
+    async fn latest_accepted_version(&self) -> StoreResult<Option<i64>> {
+        self.check()?;
+        self.inner.latest_accepted_version().await
+    }
+
+    async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+        self.check()?;
+        self.inner.latest_accepted_model().await
+    }
+}

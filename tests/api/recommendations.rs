@@ -1,0 +1,257 @@
+//! Reading the model: recommendations (and the real-time rule), similar items, popular items.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn scores_descend(body: &Value) {
+    let scores: Vec<f64> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["score"].as_f64().expect("a numeric score"))
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{body}");
+}
+
+#[tokio::test]
+async fn recommendations_have_the_contract_shape() {
+    let app = TestApp::spawn().await;
+    let version = app.seed_and_train().await;
+
+    let body = app.recommend("u0", "").await;
+    let fields: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    for field in ["user_id", "recommendation_id", "model_version", "source", "items"] {
+        assert!(fields.contains(&field), "{field} missing: {body}");
+    }
+    assert_eq!(body["user_id"], "u0");
+    assert_eq!(body["model_version"], version);
+    assert_eq!(body["source"], "personalized");
+    assert_eq!(ids(&body).len(), 10, "n defaults to 10");
+    scores_descend(&body);
+    let first = body["recommendation_id"].as_str().unwrap().to_owned();
+    assert!(!first.is_empty());
+
+    let body = app.recommend("u0", "n=3").await;
+    assert_eq!(ids(&body).len(), 3);
+    assert_ne!(body["recommendation_id"], first, "each response has its own id");
+
+    // An event carrying a recommendation_id is accepted (and credited, see ops).
+    let click = json!({"user_id": "u0", "item_id": ids(&body)[0], "type": "click",
+                       "recommendation_id": body["recommendation_id"]});
+    assert_eq!(app.post_events_ok(&click).await.accepted, 1);
+}
+
+#[tokio::test]
+async fn a_user_without_history_gets_popular_items_never_an_error() {
+    let app = TestApp::spawn().await;
+    // Before any model: still 200.
+    let body = app.recommend("nobody", "").await;
+    assert_eq!(body["source"], "popular");
+    assert_eq!(body["model_version"], Value::Null);
+    assert!(body["items"].is_array());
+
+    let version = app.seed_and_train().await;
+    let body = app.recommend("nobody", "n=10").await;
+    assert_eq!(body["source"], "popular");
+    assert_eq!(body["model_version"], version);
+    let popular = app.get_ok("/v1/popular?n=10").await;
+    assert_eq!(ids(&body), ids(&popular));
+    assert_eq!(ids(&body).len(), 10);
+}
+
+#[tokio::test]
+async fn one_acknowledged_purchase_makes_the_next_response_personal() {
+    let app = TestApp::spawn().await;
+    let version = app.seed_and_train().await;
+
+    let before = app.recommend("newcomer", "").await;
+    assert_eq!(before["source"], "popular");
+
+    app.post_events_ok(&event("newcomer", "i1", "purchase")).await;
+    let after = app.recommend("newcomer", "").await;
+    assert_eq!(after["source"], "personalized", "{after}");
+    assert_eq!(after["model_version"], version, "no retraining happened");
+    assert!(!ids(&after).contains(&"i1".to_owned()));
+    let versions = app.get_ok("/v1/model/versions").await;
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
+}
+
+fn share_of_cluster(body: &Value, cluster: usize) -> usize {
+    ids(body).iter().filter(|i| cluster_of(i) == cluster).count()
+}
+
+#[tokio::test]
+async fn the_latest_events_shape_the_very_next_recommendations() {
+    let app = TestApp::spawn().await;
+    app.seed_and_train().await;
+
+    // A newcomer buys four items of cluster 2: the next ten are mostly cluster 2.
+    let taste = cluster_items(2);
+    let bought: Vec<Value> = taste[..4]
+        .iter()
+        .map(|i| event("taster", i, "purchase"))
+        .collect();
+    app.post_events_ok(&Value::Array(bought)).await;
+    let body = app.recommend("taster", "n=10").await;
+    assert!(share_of_cluster(&body, 2) >= 8, "mostly cluster 2: {body}");
+
+    // A planted user of cluster 1 turns to cluster 3: the very next answer follows.
+    let before = app.recommend("u1", "n=10").await;
+    let turned: Vec<Value> = cluster_items(3)[..8]
+        .iter()
+        .map(|i| event("u1", i, "purchase"))
+        .collect();
+    app.post_events_ok(&Value::Array(turned)).await;
+    let after = app.recommend("u1", "n=10").await;
+    assert!(
+        share_of_cluster(&after, 3) > share_of_cluster(&before, 3) + 2,
+        "before: {before}\nafter: {after}"
+    );
+}
+
+#[tokio::test]
+async fn hidden_items_never_come_back() {
+    let app = TestApp::spawn().await;
+    app.seed_and_train().await;
+    let user = "a/b c"; // an id that needs encoding in the path
+    let path = |query: &str| format!("/v1/users/{}/recommendations?{query}", enc(user));
+    let every = |body: &Value| -> Vec<String> { ids(body) };
+    app.post_events_ok(&json!([
+        event(user, "i0", "purchase"),
+        event(user, "i1", "view"),
+        event(user, "i2", "add_to_cart"),
+        event(user, "i3", "click"),
+        event(user, "i3", "purchase"),
+    ]))
+    .await;
+
+    // n=100 lists every candidate (80 items), so absence and presence are both exact.
+    let body = app.get_ok(&path("n=100")).await;
+    let shown = every(&body);
+    assert_eq!(body["user_id"], user);
+    for hidden in ["i0", "i1", "i2", "i3"] {
+        assert!(!shown.contains(&hidden.to_owned()), "{hidden} shown: {body}");
+    }
+    assert_eq!(shown.len(), ITEMS - 4);
+
+    let body = app.get_ok(&path("n=100&include_interacted=true")).await;
+    let shown = every(&body);
+    assert!(shown.contains(&"i1".to_owned()) && shown.contains(&"i2".to_owned()));
+    assert!(!shown.contains(&"i0".to_owned()), "purchased: never");
+    assert!(!shown.contains(&"i3".to_owned()), "purchased after a click: never");
+
+    let body = app
+        .get_ok(&path("n=100&include_interacted=true&exclude=i4,i5,,i1"))
+        .await;
+    let shown = every(&body);
+    for hidden in ["i0", "i1", "i3", "i4", "i5"] {
+        assert!(!shown.contains(&hidden.to_owned()), "{hidden} shown: {body}");
+    }
+    assert!(shown.contains(&"i2".to_owned()));
+}
+
+#[tokio::test]
+async fn unavailable_and_deleted_items_are_never_recommended() {
+    let app = TestApp::spawn().await;
+    app.seed_and_train().await;
+    app.put_item("i10", json!({"available": false})).await;
+    // i11 is known from events only; deleting it still hides it for good.
+    let response = app.request(Method::DELETE, "/v1/items/i11").send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
+    app.put_item("i12", json!({})).await;
+    let response = app.request(Method::DELETE, "/v1/items/i12").send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
+    let gone = ["i10", "i11", "i12"];
+
+    let mut lists = vec![
+        app.recommend("u2", "n=100").await,
+        app.recommend("u2", "n=100&include_interacted=true").await,
+        app.recommend("nobody", "n=100").await,
+        app.get_ok("/v1/popular?n=100").await,
+    ];
+    for item in ["i2", "i6", "i14", "i0", "i1"] {
+        lists.push(app.get_ok(&format!("/v1/items/{item}/similar?n=100")).await);
+    }
+    for list in &lists {
+        let shown = ids(list);
+        assert!(!shown.is_empty(), "{list}");
+        for item in gone {
+            assert!(!shown.contains(&item.to_owned()), "{item} shown: {list}");
+        }
+    }
+    // The popular list still holds every other item: nothing else was lost.
+    assert_eq!(ids(&lists[3]).len(), ITEMS - gone.len());
+
+    // Available again: back in the lists.
+    app.put_item("i10", json!({"available": true})).await;
+    assert!(ids(&app.get_ok("/v1/popular?n=100").await).contains(&"i10".to_owned()));
+}
+
+#[tokio::test]
+async fn a_category_filter_returns_only_that_category() {
+    let app = TestApp::spawn().await;
+    app.seed_and_train().await;
+    let items: Vec<Value> = (0..12)
+        .map(|i| {
+            let category = if i % 3 == 0 { "shoes" } else { "hats" };
+            json!({"item_id": item(i), "categories": [category, "all"]})
+        })
+        .collect();
+    let response = app.send_json(Method::POST, "/v1/items", &Value::Array(items)).await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let shoes: Vec<String> = [0, 3, 6, 9].map(item).to_vec();
+
+    let popular = app.get_ok("/v1/popular?n=100&category=shoes").await;
+    let mut got = ids(&popular);
+    got.sort();
+    let mut want = shoes.clone();
+    want.sort();
+    assert_eq!(got, want, "every shoe and nothing else");
+    scores_descend(&popular);
+
+    for user in ["u0", "u5", "nobody"] {
+        let body = app.recommend(user, "n=100&category=shoes").await;
+        let got = ids(&body);
+        assert!(!got.is_empty(), "{body}");
+        assert!(got.iter().all(|i| shoes.contains(i)), "{body}");
+    }
+    let none = app.recommend("u0", "category=socks").await;
+    assert_eq!(ids(&none), Vec::<String>::new());
+    assert_eq!(ids(&app.get_ok("/v1/popular?n=5&category=all").await).len(), 5);
+}
+
+#[tokio::test]
+async fn similar_items_come_from_the_same_taste() {
+    let app = TestApp::spawn().await;
+    let version = app.seed_and_train().await;
+    let body = app.get_ok("/v1/items/i4/similar?n=5").await;
+    assert_eq!(body["item_id"], "i4");
+    assert_eq!(body["model_version"], version);
+    let similar = ids(&body);
+    assert_eq!(similar.len(), 5);
+    assert!(!similar.contains(&"i4".to_owned()), "not itself");
+    scores_descend(&body);
+    let same = similar.iter().filter(|i| cluster_of(i) == cluster_of("i4")).count();
+    assert!(same >= 4, "{body}");
+    assert_eq!(ids(&app.get_ok("/v1/items/i4/similar").await).len(), 10);
+
+    // A catalog item nobody has touched yet is known, without neighbours so far.
+    app.put_item("brand-new", json!({"title": "New"})).await;
+    let body = app.get_ok("/v1/items/brand-new/similar").await;
+    assert_eq!(body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn popular_lists_recent_popularity() {
+    let app = TestApp::spawn().await;
+    let before = app.get_ok("/v1/popular").await;
+    assert!(before["items"].is_array());
+    let version = app.seed_and_train().await;
+    let body = app.get_ok("/v1/popular?n=7").await;
+    assert_eq!(ids(&body).len(), 7);
+    assert_eq!(body["model_version"], version);
+    scores_descend(&body);
+    assert_eq!(ids(&app.get_ok("/v1/popular").await).len(), 10);
+}
