@@ -121,8 +121,12 @@ async fn synthetic(client: &reqwest::Client, args: &Args, seconds: f64) -> anyho
     let started = Instant::now();
     let mut workers = Vec::new();
     for w in 0..args.concurrency.max(1) {
-        let (client, url, run, accepted) =
-            (client.clone(), args.url.clone(), run.clone(), accepted.clone());
+        let (client, url, run, accepted) = (
+            client.clone(),
+            args.url.clone(),
+            run.clone(),
+            accepted.clone(),
+        );
         let batch = args.batch.max(1);
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -250,7 +254,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if version["in_service"] != json!(true) {
         // A rejected candidate leaves an older model serving: the quality below is not its.
-        eprintln!("warning: the new version is not in service: {}", version["reason"]);
+        eprintln!(
+            "warning: the new version is not in service: {}",
+            version["reason"]
+        );
     }
 
     // (c) Score every evaluated user's list, protocol-style. The server hides the user's
@@ -294,7 +301,8 @@ async fn main() -> anyhow::Result<()> {
             .sum();
         let idcg: f64 = (0..rel.len().min(10)).map(discount).sum();
         ndcg += dcg / idcg;
-        recall += ranked.iter().take(20).filter(|r| hit(r)).count() as f64 / rel.len().min(20) as f64;
+        recall +=
+            ranked.iter().take(20).filter(|r| hit(r)).count() as f64 / rel.len().min(20) as f64;
         hr += f64::from(u8::from(ranked.iter().take(10).any(|r| hit(r))));
     }
     let n = users.len() as f64;
@@ -317,21 +325,39 @@ async fn main() -> anyhow::Result<()> {
     let training_seconds = version["training_seconds"].as_f64().unwrap_or(f64::NAN);
     let m = &version["metrics"];
     println!("== recloop loop bench against {url} ==");
-    println!("ingest     {} events in batches of {}, {} in flight", train.len(), args.batch, args.concurrency);
+    println!(
+        "ingest     {} events in batches of {}, {} in flight",
+        train.len(),
+        args.batch,
+        args.concurrency
+    );
     println!("           accepted {accepted}, duplicates {duplicates}, {ingest_secs:.2} s");
     println!("           {ingest_rate:>10.0} events/s");
-    println!("retrain    version {} ({}, in service: {})", version["version"], version["status"], version["in_service"]);
+    println!(
+        "retrain    version {} ({}, in service: {})",
+        version["version"], version["status"], version["in_service"]
+    );
     println!("           wall {retrain_wall:.2} s, training_seconds {training_seconds:.2} s");
     println!("           holdout metrics {m}");
-    println!("quality    {} evaluated users over HTTP (n=20), {popular_answers} answered by popularity", users.len());
+    println!(
+        "quality    {} evaluated users over HTTP (n=20), {popular_answers} answered by popularity",
+        users.len()
+    );
     println!("           NDCG@10   {ndcg:.4}");
     println!("           Recall@20 {recall:.4}");
     println!("           HR@10     {hr:.4}");
     println!("latency    sequential, one client, cold (first query after retrain: fold-in)");
-    println!("           p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        percentile_ms(&latencies, 50.0), percentile_ms(&latencies, 99.0), percentile_ms(&latencies, 100.0));
-    println!("           warm (second pass, cached user): p50 {:.2} ms  p99 {:.2} ms",
-        percentile_ms(&warm, 50.0), percentile_ms(&warm, 99.0));
+    println!(
+        "           p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        percentile_ms(&latencies, 50.0),
+        percentile_ms(&latencies, 99.0),
+        percentile_ms(&latencies, 100.0)
+    );
+    println!(
+        "           warm (second pass, cached user): p50 {:.2} ms  p99 {:.2} ms",
+        percentile_ms(&warm, 50.0),
+        percentile_ms(&warm, 99.0)
+    );
     println!(
         "{}",
         json!({

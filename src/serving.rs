@@ -80,7 +80,14 @@ struct UserState {
     vector: Option<Vec<f32>>,
     interacted: HashSet<u32>,
     purchased: HashSet<u32>,
+    /// The user's best items under the default hiding rule, ranked once and reused by every
+    /// request until the user's next event or the next model: most requests then skip scoring.
+    shortlist: std::sync::OnceLock<Vec<(u32, f32)>>,
 }
+
+/// How many ranked items a user's cached shortlist keeps: the largest `n` plus room for
+/// per-request filters (exclude, availability); a request they empty falls back to a full pass.
+const SHORTLIST_LEN: usize = 256;
 
 /// While the database is down, recommendations go on from what is known: the user's last
 /// cached state, or else none (popular items). Only events need the database to answer.
@@ -98,6 +105,7 @@ fn degraded(cached: Option<Arc<UserState>>, e: StoreError) -> StoreResult<Arc<Us
             vector: None,
             interacted: HashSet::new(),
             purchased: HashSet::new(),
+            shortlist: Default::default(),
         })
     }))
 }
@@ -241,6 +249,7 @@ impl Serving {
             vector,
             interacted: fold.iter().map(|&(i, _)| i).collect(),
             purchased,
+            shortlist: Default::default(),
         });
         self.users.insert(user.as_str().to_owned(), state.clone());
         Ok(state)
@@ -266,16 +275,36 @@ impl Serving {
                 || (!include_interacted && state.interacted.contains(&i))
                 || q.exclude.contains(&snap.model.item_ids[i as usize])
         };
-        let (source, items) = match &state.vector {
-            Some(vector) => {
-                let mut scores = vec![0.0; snap.model.item_ids.len()];
-                snap.model.als.score_into(vector, &mut scores);
-                (Source::Personalized, self.best(&snap, &scores, q, hidden))
+        let scores = |out: &mut Vec<f32>| match &state.vector {
+            Some(v) => {
+                out.resize(snap.model.item_ids.len(), 0.0);
+                snap.model.als.score_into(v, out);
             }
-            None => (
-                Source::Popular,
-                self.best(&snap, &snap.model.popularity, q, hidden),
-            ),
+            None => out.extend_from_slice(&snap.model.popularity),
+        };
+        let source = match state.vector {
+            Some(_) => Source::Personalized,
+            None => Source::Popular,
+        };
+        let mut items = None;
+        if !include_interacted {
+            // The usual request: filter the cached ranking instead of scoring every item.
+            let shortlist = state.shortlist.get_or_init(|| {
+                let mut all = Vec::new();
+                scores(&mut all);
+                top_k(&all, SHORTLIST_LEN, |i| {
+                    !state.purchased.contains(&i) && !state.interacted.contains(&i)
+                })
+            });
+            items = self.pick(&snap, shortlist, SHORTLIST_LEN, q, &hidden);
+        }
+        let items = match items {
+            Some(items) => items,
+            None => {
+                let mut all = Vec::new();
+                scores(&mut all);
+                self.best(&snap, &all, q, hidden)
+            }
         };
         Ok(Recommendation {
             model_version: Some(snap.version()),
@@ -315,6 +344,31 @@ impl Serving {
         Some((snap.version(), items))
     }
 
+    /// The first `q.n` items of a ranked list that pass every filter; `None` when the list
+    /// ran out first although it held `full` items (items further down might pass).
+    fn pick(
+        &self,
+        snap: &Snapshot,
+        ranked: &[(u32, f32)],
+        full: usize,
+        q: &RecommendQuery,
+        hidden: impl Fn(u32) -> bool,
+    ) -> Option<Vec<ScoredItem>> {
+        let view = self.catalog.view();
+        let ids = &snap.model.item_ids;
+        let picked: Vec<ScoredItem> = ranked
+            .iter()
+            .filter(|&&(i, _)| !hidden(i) && view.allows(&ids[i as usize], q.category.as_deref()))
+            .take(q.n)
+            .map(|&(i, score)| ScoredItem {
+                item_id: ids[i as usize].clone(),
+                score,
+            })
+            .collect();
+        let exhausted = picked.len() < q.n && ranked.len() >= full;
+        (!exhausted).then_some(picked)
+    }
+
     /// The top `q.n` items by score that are neither hidden nor filtered out by the catalog.
     /// The catalog check costs a string lookup, so it runs on a short list first and on every
     /// item only when that list was not enough (e.g. a narrow category).
@@ -325,26 +379,19 @@ impl Serving {
         q: &RecommendQuery,
         hidden: impl Fn(u32) -> bool,
     ) -> Vec<ScoredItem> {
-        let view = self.catalog.view();
-        let ids = &snap.model.item_ids;
-        let allowed = |i: u32| view.allows(&ids[i as usize], q.category.as_deref());
-        let shortlist_len = q.n * 2 + 32;
-        let shortlist = top_k(scores, shortlist_len, |i| !hidden(i));
-        let mut picked: Vec<(u32, f32)> = shortlist
-            .iter()
-            .copied()
-            .filter(|&(i, _)| allowed(i))
-            .take(q.n)
-            .collect();
-        if picked.len() < q.n && shortlist.len() == shortlist_len {
-            picked = top_k(scores, q.n, |i| !hidden(i) && allowed(i));
+        let full = q.n * 2 + 32;
+        let shortlist = top_k(scores, full, &hidden);
+        if let Some(items) = self.pick(snap, &shortlist, full, q, &hidden) {
+            return items;
         }
-        picked
-            .into_iter()
-            .map(|(i, score)| ScoredItem {
-                item_id: ids[i as usize].clone(),
-                score,
+        let ranked = {
+            let view = self.catalog.view();
+            let ids = &snap.model.item_ids;
+            top_k(scores, q.n, |i| {
+                !hidden(i) && view.allows(&ids[i as usize], q.category.as_deref())
             })
-            .collect()
+        };
+        self.pick(snap, &ranked, usize::MAX, q, |_| false)
+            .unwrap_or_default()
     }
 }

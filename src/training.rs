@@ -57,33 +57,37 @@ pub struct IndexedLog {
 }
 
 impl IndexedLog {
+    /// Users and items are numbered in sorted id order and events sorted, so the same log gives
+    /// the same model however its events arrived (concurrent ingest stores them in any order).
     pub fn new(log: &Log, weights: &EventWeights) -> Self {
-        let mut item_ids: Vec<&str> = log.rows.iter().map(|r| r.item_id.as_str()).collect();
-        item_ids.sort_unstable();
-        item_ids.dedup();
-        let items: HashMap<&str, u32> = item_ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (*id, i as u32))
-            .collect();
-        let mut users: HashMap<&str, u32> = HashMap::new();
-        let events = log
+        fn numbering<'a>(ids: impl Iterator<Item = &'a str>) -> (Vec<&'a str>, HashMap<&'a str, u32>) {
+            let mut sorted: Vec<&str> = ids.collect();
+            sorted.sort_unstable();
+            sorted.dedup();
+            let index = sorted.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
+            (sorted, index)
+        }
+        let (item_ids, items) = numbering(log.rows.iter().map(|r| r.item_id.as_str()));
+        let (user_ids, users) = numbering(log.rows.iter().map(|r| r.user_id.as_str()));
+        let mut events: Vec<LogEvent> = log
             .rows
             .iter()
-            .map(|r| {
-                let next = users.len() as u32;
-                LogEvent {
-                    user: *users.entry(r.user_id.as_str()).or_insert(next),
-                    item: items[r.item_id.as_str()],
-                    weight: weights.of(r.event_type),
-                    ts: r.ts_ms.div_euclid(1000),
-                    purchase: r.event_type == EventType::Purchase,
-                }
+            .map(|r| LogEvent {
+                user: users[r.user_id.as_str()],
+                item: items[r.item_id.as_str()],
+                weight: weights.of(r.event_type),
+                ts: r.ts_ms.div_euclid(1000),
+                purchase: r.event_type == EventType::Purchase,
             })
             .collect();
+        events.sort_unstable_by(|a, b| {
+            (a.user, a.ts, a.item, a.purchase)
+                .cmp(&(b.user, b.ts, b.item, b.purchase))
+                .then(a.weight.total_cmp(&b.weight))
+        });
         Self {
             item_ids: item_ids.into_iter().map(str::to_owned).collect(),
-            n_users: users.len(),
+            n_users: user_ids.len(),
             events,
         }
     }

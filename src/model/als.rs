@@ -148,7 +148,6 @@ struct Scratch {
 }
 
 impl Scratch {
-    #[inline(never)]
     fn new(k: usize) -> Self {
         Scratch {
             a: vec![0.0; k * k],

@@ -124,7 +124,6 @@ pub fn mirror_lower(a: &mut [f32], k: usize) {
 /// regularisation on degenerate data) is clamped so the solve still returns a finite,
 /// if regularised, answer instead of NaN.
 #[allow(clippy::needless_range_loop)] // index arithmetic on a packed matrix reads clearer
-#[inline(never)]
 pub fn cholesky_solve(a: &mut [f64], b: &mut [f64], k: usize) {
     const PANEL: usize = 4;
     for j in (0..k).step_by(PANEL) {
@@ -240,6 +239,28 @@ mod tests {
         syr4_lower(c, [&v[0], &v[1], &v[2], &v[3]], &mut four, k);
         for (a, b) in one.iter().zip(&four) {
             assert!((a - b).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn cholesky_solves_larger_systems_across_panel_boundaries() {
+        for k in [1, 4, 5, 13] {
+            // A = MᵀM + I is SPD; check the residual of A x = b.
+            let m: Vec<f64> = (0..k * k).map(|i| ((i * 37 % 11) as f64 - 5.0) / 3.0).collect();
+            let full: Vec<f64> = (0..k * k)
+                .map(|pq| {
+                    let (p, q) = (pq / k, pq % k);
+                    let mtm: f64 = (0..k).map(|r| m[r * k + p] * m[r * k + q]).sum();
+                    mtm + if p == q { 1.0 } else { 0.0 }
+                })
+                .collect();
+            let b: Vec<f64> = (0..k).map(|i| i as f64 - 2.5).collect();
+            let (mut a, mut x) = (full.clone(), b.clone());
+            cholesky_solve(&mut a, &mut x, k);
+            for p in 0..k {
+                let ax: f64 = (0..k).map(|q| full[p * k + q] * x[q]).sum();
+                assert!((ax - b[p]).abs() < 1e-9, "k={k} row {p}: {ax} vs {}", b[p]);
+            }
         }
     }
 
