@@ -115,11 +115,13 @@ fn parse_item(
         }
     };
     let title = f.opt_str("title").map(str::to_owned);
-    if title
-        .as_ref()
-        .is_some_and(|t| t.chars().count() > MAX_TITLE_CHARS)
-    {
-        f.fail("title", format!("must be at most {MAX_TITLE_CHARS} characters"));
+    if let Some(t) = &title {
+        if t.chars().count() > MAX_TITLE_CHARS {
+            f.fail("title", format!("must be at most {MAX_TITLE_CHARS} characters"));
+        }
+        if t.chars().any(char::is_control) {
+            f.fail("title", "must not contain control characters");
+        }
     }
     let mut categories = Vec::new();
     match f.get("categories") {
@@ -143,6 +145,11 @@ fn parse_item(
     let available = f.opt_bool("available").unwrap_or(true);
     let attributes = match f.get("attributes") {
         None => Value::Object(Default::default()),
+        // PostgreSQL cannot store a NUL in text or JSON; refuse it on every backend alike.
+        Some(v @ Value::Object(_)) if has_nul(v) => {
+            f.fail("attributes", "must not contain the NUL character (\\u0000)");
+            Value::Null
+        }
         Some(v @ Value::Object(_)) => v.clone(),
         Some(_) => {
             f.fail("attributes", "must be a JSON object");
@@ -158,6 +165,15 @@ fn parse_item(
         attributes,
     })
     .filter(|_| ok)
+}
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 fn invalid(errors: Vec<ErrorDetail>) -> ApiError {

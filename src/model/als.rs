@@ -6,7 +6,8 @@
 //! is the same Gram matrix `YᵀY`, computed once per half-step; each row then only pays
 //! for its observed entries.
 
-use super::linalg::{axpy, cholesky_solve, dot, gram, symv, syr4_lower, syr_lower};
+use super::linalg::gram;
+use super::solve::{solve_cg, solve_exact, Scratch};
 use super::Interactions;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -135,128 +136,6 @@ fn half_step<'d>(
             }
         },
     );
-}
-
-/// Per-thread work buffers of a row solve.
-struct Scratch {
-    a: Vec<f32>,
-    a64: Vec<f64>,
-    b: Vec<f32>,
-    b64: Vec<f64>,
-    p: Vec<f32>,
-    ap: Vec<f32>,
-}
-
-impl Scratch {
-    fn new(k: usize) -> Self {
-        Scratch {
-            a: vec![0.0; k * k],
-            a64: vec![0.0; k * k],
-            b: vec![0.0; k],
-            b64: vec![0.0; k],
-            p: vec![0.0; k],
-            ap: vec![0.0; k],
-        }
-    }
-}
-
-/// Exact row solve: x = (G + Σ (c−1) y yᵀ + λ_u I)⁻¹ Σ c y, over the row's observed
-/// entries (`idx`, `w`), where G is the fixed side's Gram matrix.
-fn solve_exact(
-    fixed: &[f32],
-    g: &[f32],
-    idx: &[u32],
-    w: &[f32],
-    params: &AlsParams,
-    x: &mut [f32],
-    s: &mut Scratch,
-) {
-    let k = x.len();
-    s.a.fill(0.0);
-    s.b.fill(0.0);
-    let row = |j: u32| &fixed[j as usize * k..(j as usize + 1) * k];
-    let (idx4, idx_rest) = idx.split_at(idx.len() - idx.len() % 4);
-    for (j, wj) in idx4.chunks_exact(4).zip(w.chunks_exact(4)) {
-        let excess = [0, 1, 2, 3].map(|r| params.alpha * wj[r]);
-        let ys = [0, 1, 2, 3].map(|r| row(j[r]));
-        syr4_lower(excess, ys, &mut s.a, k);
-    }
-    for (&j, &wj) in idx_rest.iter().zip(&w[idx4.len()..]) {
-        syr_lower(params.alpha * wj, row(j), &mut s.a, k);
-    }
-    for (&j, &wj) in idx.iter().zip(w) {
-        axpy(1.0 + params.alpha * wj, row(j), &mut s.b);
-    }
-    let lambda = f64::from(row_regularization(params, idx.len()));
-    // Transposed into the upper triangle, the layout `cholesky_solve` factors fastest.
-    for p in 0..k {
-        for q in 0..=p {
-            s.a64[q * k + p] = f64::from(g[p * k + q]) + f64::from(s.a[p * k + q]);
-        }
-        s.a64[p * k + p] += lambda;
-    }
-    for (d, &v) in s.b64.iter_mut().zip(&s.b) {
-        *d = f64::from(v);
-    }
-    cholesky_solve(&mut s.a64, &mut s.b64, k);
-    for (xi, &v) in x.iter_mut().zip(&s.b64) {
-        *xi = v as f32;
-    }
-}
-
-/// `cg_steps` conjugate-gradient steps on the same system, warm-started from `x`.
-/// Only needs products `A v = G v + λ_u v + Σ (c−1)(y·v) y`: O(k² + nnz·k) per step
-/// instead of the O(nnz·k² + k³) of forming and factoring `A`.
-fn solve_cg(
-    fixed: &[f32],
-    g: &[f32],
-    idx: &[u32],
-    w: &[f32],
-    params: &AlsParams,
-    x: &mut [f32],
-    s: &mut Scratch,
-) {
-    let k = x.len();
-    let lambda = row_regularization(params, idx.len());
-    let apply = |v: &[f32], out: &mut [f32]| {
-        symv(g, v, out, k);
-        axpy(lambda, v, out);
-        for (&j, &wj) in idx.iter().zip(w) {
-            let y = &fixed[j as usize * k..(j as usize + 1) * k];
-            axpy(params.alpha * wj * dot(y, v), y, out);
-        }
-    };
-    // Residual r = b − A x, with b = Σ c y.
-    apply(x, &mut s.ap);
-    let r = &mut s.b;
-    for (ri, ai) in r.iter_mut().zip(&s.ap) {
-        *ri = -ai;
-    }
-    for (&j, &wj) in idx.iter().zip(w) {
-        let y = &fixed[j as usize * k..(j as usize + 1) * k];
-        axpy(1.0 + params.alpha * wj, y, r);
-    }
-    s.p.copy_from_slice(r);
-    let mut rs_old = dot(r, r);
-    for _ in 0..params.cg_steps {
-        if rs_old < 1e-20 {
-            break;
-        }
-        apply(&s.p, &mut s.ap);
-        let p_ap = dot(&s.p, &s.ap);
-        if p_ap <= 0.0 {
-            break; // only on a degenerate (zero-regularisation) system
-        }
-        let step = rs_old / p_ap;
-        axpy(step, &s.p, x);
-        axpy(-step, &s.ap, r);
-        let rs_new = dot(r, r);
-        let beta = rs_new / rs_old;
-        for (pi, ri) in s.p.iter_mut().zip(r.iter()) {
-            *pi = ri + beta * *pi;
-        }
-        rs_old = rs_new;
-    }
 }
 
 impl AlsModel {

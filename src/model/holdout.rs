@@ -43,15 +43,16 @@ pub fn temporal_split(
         }
     }
 
-    let (train, test): (Vec<(usize, &LogEvent)>, Vec<(usize, &LogEvent)>) =
-        events.iter().enumerate().partition(|(p, _)| !is_test[*p]);
-    let train: Vec<LogEvent> = train.into_iter().map(|(_, e)| *e).collect();
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (e, &t) in events.iter().zip(&is_test) {
+        if t {
+            test.push(*e);
+        } else {
+            train.push(*e);
+        }
+    }
     let seen: HashSet<u32> = train.iter().map(|e| e.item).collect();
-    let test = test
-        .into_iter()
-        .map(|(_, e)| *e)
-        .filter(|e| seen.contains(&e.item))
-        .collect();
+    test.retain(|e| seen.contains(&e.item));
     (train, test)
 }
 

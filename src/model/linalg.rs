@@ -246,7 +246,9 @@ mod tests {
     fn cholesky_solves_larger_systems_across_panel_boundaries() {
         for k in [1, 4, 5, 13] {
             // A = MᵀM + I is SPD; check the residual of A x = b.
-            let m: Vec<f64> = (0..k * k).map(|i| ((i * 37 % 11) as f64 - 5.0) / 3.0).collect();
+            let m: Vec<f64> = (0..k * k)
+                .map(|i| ((i * 37 % 11) as f64 - 5.0) / 3.0)
+                .collect();
             let full: Vec<f64> = (0..k * k)
                 .map(|pq| {
                     let (p, q) = (pq / k, pq % k);

@@ -12,6 +12,7 @@ mod linalg;
 pub mod metrics;
 pub mod popularity;
 pub mod similarity;
+mod solve;
 pub mod synthetic;
 pub mod topk;
 

@@ -197,7 +197,7 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
-    /// A user's whole history, oldest first.
+    /// A user's history (the newest `HISTORY_LIMIT` events), oldest first by timestamp.
     async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>>;
 
     /// The sequence number of the newest stored event (0 when the log is empty).

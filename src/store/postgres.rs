@@ -173,6 +173,16 @@ impl Store for PostgresStore {
             return Ok(AppendOutcome::default());
         }
         let received_ms = Utc::now().timestamp_millis();
+        // Concurrent batches sharing event ids must take their unique-index locks in the same
+        // order, or two of them deadlock: insert in event-id order (events without one last).
+        // A user's history is read in timestamp order, so nothing depends on the input order.
+        let mut events = events;
+        events.sort_by(|a, b| match (&a.event_id, &b.event_id) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
         let mut tx = self.pool.begin().await?;
         let mut accepted = 0;
         for chunk in events.chunks(INSERT_CHUNK) {
@@ -211,7 +221,7 @@ impl Store for PostgresStore {
         let rows = sqlx::query(
             "SELECT item_id, type, ts_ms FROM \
              (SELECT seq, item_id, type, ts_ms FROM events WHERE user_id = $1 \
-              ORDER BY seq DESC LIMIT $2) recent ORDER BY seq",
+              ORDER BY seq DESC LIMIT $2) recent ORDER BY ts_ms, seq",
         )
         .bind(user.as_str())
         .bind(HISTORY_LIMIT)
@@ -246,7 +256,7 @@ impl Store for PostgresStore {
             .await?;
         let mut rows = Vec::new();
         {
-            let mut stream = sqlx::query("SELECT user_id, item_id, type, ts_ms FROM events")
+            let mut stream = sqlx::query("SELECT user_id, item_id, type, ts_ms FROM events ORDER BY seq")
                 .fetch(&mut *tx);
             while let Some(r) = stream.try_next().await? {
                 rows.push(LogRow {
@@ -310,39 +320,21 @@ impl Store for PostgresStore {
     }
 
     async fn delete_item(&self, item: &ItemId) -> StoreResult<bool> {
-        let now = Utc::now().timestamp_millis();
-        let mut tx = self.pool.begin().await?;
+        // One statement: a live entry is tombstoned, an item only seen in events gets a
+        // tombstone, and an entry already deleted (or an unknown item) is left alone: false.
         let done = sqlx::query(
-            "UPDATE items SET deleted = TRUE, available = FALSE, updated_ms = $1 \
-             WHERE item_id = $2 AND NOT deleted",
+            "INSERT INTO items (item_id, available, deleted, updated_ms) \
+             SELECT $1, FALSE, TRUE, $2 \
+             WHERE EXISTS (SELECT 1 FROM items WHERE item_id = $1) \
+                OR EXISTS (SELECT 1 FROM events WHERE item_id = $1) \
+             ON CONFLICT (item_id) DO UPDATE SET deleted = TRUE, available = FALSE, \
+             updated_ms = excluded.updated_ms WHERE NOT items.deleted",
         )
-        .bind(now)
         .bind(item.as_str())
-        .execute(&mut *tx)
+        .bind(Utc::now().timestamp_millis())
+        .execute(&self.pool)
         .await?;
-        let found = if done.rows_affected() > 0 {
-            true
-        } else {
-            // Deleting an item only ever seen in events still hides it for good.
-            let seen: Option<i32> =
-                sqlx::query_scalar("SELECT 1 FROM events WHERE item_id = $1 LIMIT 1")
-                    .bind(item.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if seen.is_some() {
-                sqlx::query(
-                    "INSERT INTO items (item_id, available, deleted, updated_ms) \
-                     VALUES ($1, FALSE, TRUE, $2) ON CONFLICT (item_id) DO NOTHING",
-                )
-                .bind(item.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            seen.is_some()
-        };
-        tx.commit().await?;
-        Ok(found)
+        Ok(done.rows_affected() > 0)
     }
 
     async fn list_items(&self) -> StoreResult<Vec<Item>> {

@@ -56,7 +56,11 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        if let Err(first) = migrator.run(&write).await {
+            // SQLite has no migration lock: another opener may have applied them meanwhile.
+            migrator.run(&write).await.map_err(|_| first)?;
+        }
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
@@ -216,7 +220,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT item_id, type, ts_ms FROM \
              (SELECT seq, item_id, type, ts_ms FROM events WHERE user_id = ? \
-              ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+              ORDER BY seq DESC LIMIT ?) ORDER BY ts_ms, seq",
         )
         .bind(user.as_str())
         .bind(HISTORY_LIMIT)
@@ -250,7 +254,7 @@ impl Store for SqliteStore {
         let mut rows = Vec::new();
         {
             let mut stream =
-                sqlx::query("SELECT user_id, item_id, type, ts_ms FROM events WHERE seq <= ?")
+                sqlx::query("SELECT user_id, item_id, type, ts_ms FROM events WHERE seq <= ? ORDER BY seq")
                     .bind(max_seq)
                     .fetch(&mut *tx);
             while let Some(r) = stream.try_next().await? {
@@ -311,34 +315,21 @@ impl Store for SqliteStore {
 
     async fn delete_item(&self, item: &ItemId) -> StoreResult<bool> {
         // A tombstone rather than a DELETE: the events stay, and so does the fact that the
-        // item must never be recommended again.
+        // item must never be recommended again. One statement: a live entry is tombstoned, an
+        // item only seen in events gets a tombstone, an entry already deleted is left alone.
         let done = sqlx::query(
-            "UPDATE items SET deleted = 1, available = 0, updated_ms = ? WHERE item_id = ? AND deleted = 0",
-        )
-        .bind(Utc::now().timestamp_millis())
-        .bind(item.as_str())
-        .execute(&self.write)
-        .await?;
-        if done.rows_affected() > 0 {
-            return Ok(true);
-        }
-        // Deleting an item only ever seen in events still hides it for good.
-        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM events WHERE item_id = ? LIMIT 1")
-            .bind(item.as_str())
-            .fetch_optional(&self.read)
-            .await?;
-        if seen.is_none() {
-            return Ok(false);
-        }
-        sqlx::query(
             "INSERT INTO items (item_id, categories, available, attributes, deleted, updated_ms) \
-             VALUES (?, '[]', 0, '{}', 1, ?) ON CONFLICT (item_id) DO NOTHING",
+             SELECT ?1, '[]', 0, '{}', 1, ?2 \
+             WHERE EXISTS (SELECT 1 FROM items WHERE item_id = ?1) \
+                OR EXISTS (SELECT 1 FROM events WHERE item_id = ?1) \
+             ON CONFLICT (item_id) DO UPDATE SET deleted = 1, available = 0, \
+             updated_ms = excluded.updated_ms WHERE items.deleted = 0",
         )
         .bind(item.as_str())
         .bind(Utc::now().timestamp_millis())
         .execute(&self.write)
         .await?;
-        Ok(true)
+        Ok(done.rows_affected() > 0)
     }
 
     async fn list_items(&self) -> StoreResult<Vec<Item>> {

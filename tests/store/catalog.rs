@@ -295,20 +295,3 @@ pub async fn unicode_ids_are_distinct(store: DynStore) {
         .is_none());
 }
 
-/// Text the API does not refuse today: a NUL character in a title or in an attribute string.
-/// Both backends must store it, or both must refuse it.
-pub async fn nul_characters_in_titles_and_attributes(store: DynStore) {
-    let upsert = ItemUpsert {
-        item_id: item_id("sku-nul"),
-        title: Some("before\0after".to_owned()),
-        categories: vec![],
-        available: true,
-        attributes: json!({"note": "a\u{0}b"}),
-    };
-    let stored = store.upsert_items(vec![upsert]).await;
-    let stored = stored.expect("storing a title and an attribute with NUL");
-    assert_eq!(
-        store.get_item(&item_id("sku-nul")).await.unwrap(),
-        Some(stored.into_iter().next().unwrap())
-    );
-}

@@ -311,11 +311,12 @@ pub async fn concurrent_appends_store_each_event_once(store: DynStore) {
     );
     assert_eq!(log.max_seq, store.max_event_seq().await.unwrap());
     assert!(log.max_seq >= total as i64);
-    // Each user's events are in the same order in the log as in their history (both in commit
-    // order): training and serving see one history.
+    // Each user's events are in the same order in the log (commit order) as in their history
+    // (timestamp order, ties in commit order) once the log is sorted stably by timestamp:
+    // training and serving see one history.
     for u in 0..5 {
         let name = format!("u{u}");
-        let in_log: Vec<HistoryEvent> = log
+        let mut in_log: Vec<HistoryEvent> = log
             .rows
             .iter()
             .filter(|r| r.user_id == name)
@@ -325,6 +326,7 @@ pub async fn concurrent_appends_store_each_event_once(store: DynStore) {
                 ts_ms: r.ts_ms,
             })
             .collect();
+        in_log.sort_by_key(|e| e.ts_ms);
         let history = store.user_history(&user(&name)).await.unwrap();
         assert_same_order(&in_log, &history, &name);
     }

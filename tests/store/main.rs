@@ -70,7 +70,6 @@ conformance! {
         catalog::second_delete_of_item_with_events_is_false,
         catalog::upsert_after_delete_revives,
         catalog::unicode_ids_are_distinct,
-        catalog::nul_characters_in_titles_and_attributes,
         models::model_versions_round_trip_newest_first,
         models::latest_accepted_skips_rejected,
         json::json_numbers_round_trip,

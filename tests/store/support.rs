@@ -47,6 +47,17 @@ pub fn nth_type(i: usize) -> EventType {
 }
 
 /// What `user_history` should answer for these events, in this (append) order.
+trait TapSort {
+    fn tap_sort(self) -> Self;
+}
+
+impl TapSort for Vec<HistoryEvent> {
+    fn tap_sort(mut self) -> Self {
+        self.sort_by_key(|e| e.ts_ms);
+        self
+    }
+}
+
 pub fn history_of<'a>(
     events: impl IntoIterator<Item = &'a NewEvent>,
     user_id: &str,
@@ -59,7 +70,9 @@ pub fn history_of<'a>(
             event_type: e.event_type,
             ts_ms: e.ts_ms,
         })
-        .collect()
+        .collect::<Vec<_>>()
+        // Oldest first by timestamp; ties in arrival order (the sort is stable).
+        .tap_sort()
 }
 
 pub fn log_row(e: &NewEvent) -> LogRow {
