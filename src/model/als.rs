@@ -6,7 +6,7 @@
 //! is the same Gram matrix `YᵀY`, computed once per half-step; each row then only pays
 //! for its observed entries.
 
-use super::linalg::gram;
+use super::linalg::{dot, gram};
 use super::solve::{solve_cg, solve_exact, Scratch};
 use super::Interactions;
 use rand::{Rng, SeedableRng};

@@ -21,7 +21,7 @@ const INSERT_CHUNK: usize = 5_000;
 const HISTORY_LIMIT: i64 = super::sqlite::HISTORY_LIMIT;
 
 /// The advisory-lock key that elects the one training replica ("recloop" in ASCII).
-const TRAINING_LOCK: i64 = 0x7265_636c_6f6f_70;
+const TRAINING_LOCK: i64 = 0x0072_6563_6c6f_6f70;
 /// The channel on which a replica announces a newly accepted model version.
 const MODEL_CHANNEL: &str = "recloop_models";
 
