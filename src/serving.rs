@@ -89,6 +89,16 @@ struct UserState {
 /// per-request filters (exclude, availability); a request they empty falls back to a full pass.
 const SHORTLIST_LEN: usize = 256;
 
+/// How long the request path waits for the database before answering from memory: an outage
+/// must not make every recommendation wait for the pool's connect timeout.
+const READ_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn deadline<T>(read: impl std::future::Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    tokio::time::timeout(READ_DEADLINE, read)
+        .await
+        .unwrap_or(Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)))
+}
+
 /// While the database is down, recommendations go on from what is known: the user's last
 /// cached state, or else none (popular items). Only events need the database to answer.
 fn degraded(cached: Option<Arc<UserState>>, e: StoreError) -> StoreResult<Arc<UserState>> {
@@ -212,7 +222,7 @@ impl Serving {
             .get(user.as_str())
             .filter(|s| s.model_version == snap.version());
         let stamp = if self.store.is_shared() {
-            match self.store.user_stamp(user).await {
+            match deadline(self.store.user_stamp(user)).await {
                 Ok(stamp) => Some(stamp),
                 Err(e) => return degraded(cached, e),
             }
@@ -224,7 +234,7 @@ impl Serving {
                 return Ok(state.clone());
             }
         }
-        let history = match self.store.user_history(user).await {
+        let history = match deadline(self.store.user_history(user)).await {
             Ok(h) => h,
             Err(e) => return degraded(cached, e),
         };
@@ -380,7 +390,7 @@ impl Serving {
         hidden: impl Fn(u32) -> bool,
     ) -> Vec<ScoredItem> {
         let full = q.n * 2 + 32;
-        let shortlist = top_k(scores, full, &hidden);
+        let shortlist = top_k(scores, full, |i| hidden(i));
         if let Some(items) = self.pick(snap, &shortlist, full, q, &hidden) {
             return items;
         }

@@ -18,7 +18,7 @@ use crate::{
         LogEvent,
     },
     serving::{FittedModel, Serving, Snapshot},
-    store::{DynStore, Log, ModelRecord, ModelStatus, NewModelRecord},
+    store::{DynStore, Log, ModelRecord, ModelStatus, NewModelRecord, TrainingLease},
 };
 
 /// The algorithm name recorded with every version.
@@ -267,10 +267,10 @@ impl Trainer {
     /// One training with other parameters (an experiment; also how tests make a worse candidate).
     pub async fn run_with(&self, params: TrainingParams) -> anyhow::Result<Outcome> {
         let _guard = self.lock.lock().await;
-        let Some(_lease) = self.store.try_training_lease().await? else {
+        let Some(mut lease) = self.store.try_training_lease().await? else {
             return Ok(Outcome::Busy);
         };
-        self.train_locked(params).await
+        self.train_locked(params, &mut lease).await
     }
 
     /// Starts a training in the background unless one is running here or in another replica
@@ -279,13 +279,13 @@ impl Trainer {
         let Ok(guard) = self.lock.clone().try_lock_owned() else {
             return Ok(false);
         };
-        let Some(lease) = self.store.try_training_lease().await? else {
+        let Some(mut lease) = self.store.try_training_lease().await? else {
             return Ok(false);
         };
         let me = self.clone();
         tokio::spawn(async move {
-            let _held = (guard, lease);
-            if let Err(e) = me.train_locked(me.params.clone()).await {
+            let _guard = guard;
+            if let Err(e) = me.train_locked(me.params.clone(), &mut lease).await {
                 tracing::error!(error = ?e, "training failed");
             }
         });
@@ -303,16 +303,20 @@ impl Trainer {
         }
         // Another replica may be training: wait for the lease, then train ourselves (its
         // log read may have begun before the call).
-        let _lease = loop {
+        let mut lease = loop {
             if let Some(lease) = self.store.try_training_lease().await? {
                 break lease;
             }
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         };
-        self.train_locked(self.params.clone()).await
+        self.train_locked(self.params.clone(), &mut lease).await
     }
 
-    async fn train_locked(&self, params: TrainingParams) -> anyhow::Result<Outcome> {
+    async fn train_locked(
+        &self,
+        params: TrainingParams,
+        lease: &mut TrainingLease,
+    ) -> anyhow::Result<Outcome> {
         let started = Instant::now();
         // Every event acknowledged before `started` is in the log read below.
         let log = self.store.load_log().await?;
@@ -335,6 +339,11 @@ impl Trainer {
         .await
         .context("training thread panicked")?;
         let blob = fitted.model.as_ref().map(FittedModel::to_bytes).transpose()?;
+        // Another replica may have trained meanwhile if our lease was lost (its connection
+        // dropped): then this result was not gated against theirs and must not be recorded.
+        if !lease.still_held().await {
+            anyhow::bail!("the training lease was lost during training; the result is discarded");
+        }
         let training_seconds = started.elapsed().as_secs_f64();
         let record = self
             .store
@@ -381,8 +390,11 @@ impl Trainer {
     /// Is a training due: no model yet, enough new events, or the interval passed with news?
     async fn due(&self) -> anyhow::Result<bool> {
         let seq = self.store.max_event_seq().await?;
+        let automatic =
+            self.config.retrain_after_events > 0 || self.config.retrain_interval_secs > 0;
         let Some(snap) = self.serving.current() else {
-            return Ok(seq > 0);
+            // The first model is due as soon as there are events, unless both triggers are off.
+            return Ok(automatic && seq > 0);
         };
         let new_events = seq - snap.record.log_seq;
         let by_volume = self.config.retrain_after_events > 0

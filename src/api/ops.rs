@@ -36,7 +36,17 @@ pub async fn healthz() -> Json<Health> {
         (status = 503, description = "storage unavailable", body = ErrorEnvelope),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
-    state.store.ping().await.map_err(ApiError::Unavailable)?;
+    // A load balancer polls this: answer within a second either way.
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(1), state.store.ping()).await;
+    match ping {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ApiError::Unavailable(e)),
+        Err(_) => {
+            return Err(ApiError::Unavailable(crate::store::StoreError::Unavailable(
+                sqlx::Error::PoolTimedOut,
+            )))
+        }
+    }
     Ok(Json(Health {
         status: "ready".into(),
     }))

@@ -123,7 +123,6 @@ pub fn mirror_lower(a: &mut [f32], k: usize) {
 /// loses the small-eigenvalue directions. A non-positive pivot (only possible with zero
 /// regularisation on degenerate data) is clamped so the solve still returns a finite,
 /// if regularised, answer instead of NaN.
-#[allow(clippy::needless_range_loop)] // index arithmetic on a packed matrix reads clearer
 pub fn cholesky_solve(a: &mut [f64], b: &mut [f64], k: usize) {
     const PANEL: usize = 4;
     for j in (0..k).step_by(PANEL) {

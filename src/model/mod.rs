@@ -15,6 +15,7 @@ pub mod similarity;
 mod solve;
 pub mod synthetic;
 pub mod topk;
+pub mod tuning;
 
 pub use als::{AlsModel, AlsParams};
 pub use interactions::{Interactions, LogEvent};

@@ -154,12 +154,31 @@ pub struct NewModelRecord {
 /// Held while this process trains; dropping it lets another process train. On a database
 /// shared by replicas it owns the connection that holds the lock, so a process that dies
 /// releases it with its connection.
-pub struct TrainingLease(#[allow(dead_code)] Option<Box<dyn std::any::Any + Send>>);
+pub struct TrainingLease(Option<Box<dyn LeaseHolder>>);
+
+/// What keeps a shared lease: it can tell whether the lease is still held.
+#[async_trait]
+pub trait LeaseHolder: Send {
+    /// False once the lease was lost (e.g. its connection dropped and another process may
+    /// have taken over): the training must then record nothing.
+    async fn still_held(&mut self) -> bool;
+}
 
 impl TrainingLease {
     /// A lease that guards nothing beyond this process (a database no other process writes).
     pub fn local() -> Self {
         Self(None)
+    }
+
+    pub fn shared(holder: Box<dyn LeaseHolder>) -> Self {
+        Self(Some(holder))
+    }
+
+    pub async fn still_held(&mut self) -> bool {
+        match &mut self.0 {
+            None => true,
+            Some(holder) => holder.still_held().await,
+        }
     }
 }
 

@@ -92,6 +92,26 @@ async fn listen_for_models(pool: PgPool, models: Arc<Notify>) {
     }
 }
 
+/// A session advisory lock lives exactly as long as its connection: while the connection
+/// answers, the lock is ours.
+struct AdvisoryLease(sqlx::PgConnection);
+
+#[async_trait]
+impl LeaseHolder for AdvisoryLease {
+    async fn still_held(&mut self) -> bool {
+        let check = sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND objid = ($1 & 4294967295)::oid AND granted)",
+        )
+        .bind(TRAINING_LOCK)
+        .fetch_one(&mut self.0);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), check).await,
+            Ok(Ok(true))
+        )
+    }
+}
+
 fn ms_to_time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
@@ -161,7 +181,7 @@ impl Store for PostgresStore {
             .bind(TRAINING_LOCK)
             .fetch_one(&mut conn)
             .await?;
-        Ok(got.then(|| TrainingLease(Some(Box::new(conn)))))
+        Ok(got.then(|| TrainingLease::shared(Box::new(AdvisoryLease(conn)))))
     }
 
     fn model_notifications(&self) -> Option<Arc<Notify>> {

@@ -25,8 +25,6 @@ pub struct Faults {
     pub log_gate: Arc<RwLock<()>>,
     /// How many times `load_log` has read the log (and reached the gate).
     pub log_reads: watch::Sender<usize>,
-    /// How many times `max_event_seq` was asked (the retrain handler asks first).
-    pub seq_reads: watch::Sender<usize>,
 }
 
 impl Faults {
@@ -35,7 +33,6 @@ impl Faults {
             down: AtomicBool::new(false),
             log_gate: Arc::new(RwLock::new(())),
             log_reads: watch::Sender::new(0),
-            seq_reads: watch::Sender::new(0),
         })
     }
 
@@ -52,7 +49,9 @@ impl Faults {
     /// Waits until `counter` exceeds `seen`.
     pub async fn wait_past(counter: &watch::Sender<usize>, seen: usize) {
         let mut rx = counter.subscribe();
-        rx.wait_for(|&n| n > seen).await.expect("the store is alive");
+        crate::helpers::within(rx.wait_for(|&n| n > seen))
+            .await
+            .expect("the store is alive");
     }
 }
 
@@ -107,9 +106,7 @@ impl Store for FaultyStore {
 
     async fn max_event_seq(&self) -> StoreResult<i64> {
         self.check()?;
-        let seq = self.inner.max_event_seq().await;
-        self.faults.seq_reads.send_modify(|n| *n += 1);
-        seq
+        self.inner.max_event_seq().await
     }
 
     async fn load_log(&self) -> StoreResult<Log> {

@@ -11,7 +11,11 @@ use recloop::{
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    sync::{oneshot, watch},
+    task::JoinHandle,
+};
 
 /// A running server and the way to stop it.
 struct Server {
@@ -29,6 +33,8 @@ pub struct TestApp {
     pub config: Config,
     /// Sent by every helper request: the admin key if one is set, else the API key.
     pub bearer: Option<String>,
+    /// How many requests have entered the router (counted before any handler runs).
+    pub arrivals: Arc<watch::Sender<usize>>,
     server: Option<Server>,
     // Declared last so it is removed after everything that holds the database open.
     _dir: TempDir,
@@ -76,13 +82,15 @@ impl TestApp {
             .as_ref()
             .or(config.api_key.as_ref())
             .map(|k| k.expose().to_owned());
-        let (base, server) = serve(app.router).await;
+        let arrivals = Arc::new(watch::Sender::new(0));
+        let (base, server) = serve(app.router, arrivals.clone()).await;
         TestApp {
             base,
             client: client(),
             state: app.state,
             config,
             bearer,
+            arrivals,
             server: Some(server),
             _dir: dir,
         }
@@ -95,7 +103,7 @@ impl TestApp {
         let app = recloop::build_app(self.config.clone())
             .await
             .expect("rebuilding the app on the same database");
-        let (base, server) = serve(app.router).await;
+        let (base, server) = serve(app.router, self.arrivals.clone()).await;
         self.state = app.state;
         self.base = base;
         self.client = client();
@@ -114,6 +122,15 @@ impl TestApp {
         {
             task.abort();
         }
+    }
+
+    /// Waits until more than `seen` requests have entered the router. A request's handler
+    /// runs on from there until it first waits (e.g. for the trainer), before the test resumes.
+    pub async fn arrived_past(&self, seen: usize) {
+        let mut rx = self.arrivals.subscribe();
+        within(rx.wait_for(|&n| n > seen))
+            .await
+            .expect("the server is alive");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -262,7 +279,24 @@ fn client() -> reqwest::Client {
         .expect("building the HTTP client")
 }
 
-async fn serve(router: axum::Router) -> (String, Server) {
+/// Bounds a wait that must end, so that a broken promise fails the test instead of hanging it.
+pub async fn within<F: std::future::Future>(wait: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .expect("waited 60 s for something that should have happened")
+}
+
+async fn count_arrival(
+    axum::extract::State(arrivals): axum::extract::State<Arc<watch::Sender<usize>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    arrivals.send_modify(|n| *n += 1);
+    next.run(request).await
+}
+
+async fn serve(router: axum::Router, arrivals: Arc<watch::Sender<usize>>) -> (String, Server) {
+    let router = router.layer(axum::middleware::from_fn_with_state(arrivals, count_arrival));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
     let addr = listener.local_addr().expect("local address");
     let (stop, stopped) = oneshot::channel::<()>();

@@ -145,17 +145,16 @@ async fn retrain_is_409_while_a_training_runs_and_wait_waits_it_out() {
 
     // Acknowledged after the running training read the log: `wait` must cover it anyway.
     app.post_events_ok(&event("late", "i1", "purchase")).await;
-    let seq_reads = *faults.seq_reads.borrow();
+    let arrived = *app.arrivals.borrow();
     let waiting = tokio::spawn(
         app.request(Method::POST, "/v1/model/retrain?wait=true")
             .send(),
     );
-    // The waiting request has reached the handler (it reads the store first), then the
-    // running training is let go.
-    Faults::wait_past(&faults.seq_reads, seq_reads).await;
+    // The waiting request is in (queued behind the running training); then that one is let go.
+    app.arrived_past(arrived).await;
     drop(gate);
 
-    let response = waiting.await.unwrap().expect("the waiting request");
+    let response = within(waiting).await.unwrap().expect("the waiting request");
     assert_eq!(response.status(), StatusCode::OK, "waits, never refuses");
     let entry: Value = response.json().await.unwrap();
     assert_eq!(entry["events"], (log.len() + 1) as u64, "{entry}");

@@ -187,11 +187,7 @@ fn overlapping_trainings_are_caught() {
 /// A replica whose lease connection is cut mid-training (a database restart, a network blip, an
 /// operator's `pg_terminate_backend`) has lost the lease: another replica may train meanwhile,
 /// so the first must not record its training afterwards.
-///
-/// Ignored: fails today. `Trainer::train_locked` (src/training.rs) records its version without
-/// checking that the lease connection is still alive, so the two trainings overlap.
 #[test]
-#[ignore = "fails: a training that lost its lease still records its version (src/training.rs)"]
 fn a_training_that_lost_its_lease_records_nothing() {
     run(async {
         let Some(db) = PgDatabase::shared().await else {
