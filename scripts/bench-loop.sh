@@ -59,11 +59,23 @@ trap cleanup EXIT INT TERM
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$PORT
 
+# BACKEND=postgres measures on PostgreSQL instead: run through scripts/with-postgres, which
+# provides the server; a database of its own is made here (and goes with the cluster).
+BACKEND=${BACKEND:-sqlite}
+if [[ $BACKEND == postgres ]]; then
+    : "${RECLOOP_TEST_POSTGRES_URL:?BACKEND=postgres needs scripts/with-postgres (or RECLOOP_TEST_POSTGRES_URL)}"
+    DB=bench_$$
+    psql -q "$RECLOOP_TEST_POSTGRES_URL" -c "CREATE DATABASE $DB"
+    DB_URL=${RECLOOP_TEST_POSTGRES_URL%/*}/$DB
+else
+    DB_URL=sqlite://$WORK/recloop.db
+fi
+
 echo
-echo "== server on $URL, database $WORK/recloop.db (log: $WORK/server.log)"
+echo "== server on $URL, database $DB_URL (log: $WORK/server.log)"
 # No background retraining: it would compete for the 2 cores mid-measurement.
 RECLOOP_RETRAIN_INTERVAL_SECS=0 RECLOOP_RETRAIN_AFTER_EVENTS=0 \
-    "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$WORK/recloop.db" \
+    "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "$DB_URL" \
     >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 100); do
@@ -103,7 +115,7 @@ echo "== 3. batched ingest: 4 clients x 1,000-event batches, ${BATCH_SECS} s, un
 snapshot
 run "$BENCH" --url "$URL" --synthetic-seconds "$BATCH_SECS" --concurrency 4 --batch 1000 | tee "$WORK/batched.out"
 phase_end /v1/events
-run du -h "$WORK/recloop.db" "$WORK/recloop.db-wal"
+[[ $BACKEND == sqlite ]] && run du -h "$WORK/recloop.db" "$WORK/recloop.db-wal"
 
 echo
 echo "== 4. single-event ingest: 64 clients x 1 event per request, ${SINGLE_SECS} s"
