@@ -156,7 +156,10 @@ impl Config {
         if !(self.alpha.is_finite() && self.alpha > 0.0) {
             return Err("alpha must be > 0".into());
         }
-        if !(self.holdout_fraction.is_finite() && self.holdout_fraction > 0.0 && self.holdout_fraction < 1.0) {
+        if !(self.holdout_fraction.is_finite()
+            && self.holdout_fraction > 0.0
+            && self.holdout_fraction < 1.0)
+        {
             return Err("holdout fraction must be between 0 and 1".into());
         }
         if !(self.popularity_half_life_days.is_finite() && self.popularity_half_life_days > 0.0) {

@@ -34,8 +34,8 @@ fn timestamp(cell: &str) -> Value {
 /// Reads and validates every row. Columns: `user_id,item_id,type,timestamp`, optionally
 /// `event_id` and `recommendation_id`.
 pub fn read_csv(path: &Path) -> anyhow::Result<Vec<NewEvent>> {
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
     let headers = reader.headers()?.clone();
     for required in ["user_id", "item_id", "type"] {
         if !headers.iter().any(|h| h == required) {
@@ -52,24 +52,36 @@ pub fn read_csv(path: &Path) -> anyhow::Result<Vec<NewEvent>> {
         if let Some(record) = &record {
             let mut object = Map::new();
             for (name, cell) in headers.iter().zip(record.iter()) {
-                let value = if name == "timestamp" { timestamp(cell) } else { json!(cell) };
+                let value = if name == "timestamp" {
+                    timestamp(cell)
+                } else {
+                    json!(cell)
+                };
                 object.insert(name.to_owned(), value);
             }
             batch.push(Value::Object(object));
         }
         if batch.len() == BATCH || (record.is_none() && !batch.is_empty()) {
-            let parsed = parse_events(&Value::Array(std::mem::take(&mut batch)), now)
-                .map_err(|e| match e {
+            let parsed = parse_events(&Value::Array(std::mem::take(&mut batch)), now).map_err(
+                |e| match e {
                     crate::api::error::ApiError::Unprocessable { details, .. } => {
                         let lines: Vec<String> = details
                             .iter()
                             .take(20)
-                            .map(|d| format!("line {}: {} {}", first_line + d.index.unwrap_or(0), d.field, d.message))
+                            .map(|d| {
+                                format!(
+                                    "line {}: {} {}",
+                                    first_line + d.index.unwrap_or(0),
+                                    d.field,
+                                    d.message
+                                )
+                            })
                             .collect();
                         anyhow::anyhow!("invalid rows, nothing imported:\n{}", lines.join("\n"))
                     }
                     other => anyhow::anyhow!("{other}"),
-                })?;
+                },
+            )?;
             first_line += parsed.len();
             events.extend(parsed);
         }
@@ -80,7 +92,11 @@ pub fn read_csv(path: &Path) -> anyhow::Result<Vec<NewEvent>> {
 }
 
 /// Appends validated events in contract-sized batches, with a progress bar on a terminal.
-pub async fn import(store: &DynStore, events: Vec<NewEvent>, progress: bool) -> anyhow::Result<ImportReport> {
+pub async fn import(
+    store: &DynStore,
+    events: Vec<NewEvent>,
+    progress: bool,
+) -> anyhow::Result<ImportReport> {
     let bar = if progress {
         ProgressBar::new(events.len() as u64)
     } else {

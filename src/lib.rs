@@ -18,13 +18,7 @@ use std::{future::IntoFuture, sync::Arc};
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::{
-    api::AppState,
-    config::Config,
-    serving::Serving,
-    store::DynStore,
-    training::Trainer,
-};
+use crate::{api::AppState, config::Config, serving::Serving, store::DynStore, training::Trainer};
 
 /// A built application: the HTTP router and the pieces tests drive directly.
 pub struct App {
@@ -72,7 +66,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("RECLOOP_API_KEY is not set: the API is open to anyone who can reach it (development mode)");
     }
     if config.admin_key.is_none() {
-        tracing::warn!("RECLOOP_ADMIN_KEY is not set: model operations and catalog writes need no admin key");
+        tracing::warn!(
+            "RECLOOP_ADMIN_KEY is not set: model operations and catalog writes need no admin key"
+        );
     }
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await

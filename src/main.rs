@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use recloop::{config::Config, training::Outcome};
 
 #[derive(Parser)]
-#[command(name = "recloop", version, about = "Recommendations that learn from every event")]
+#[command(
+    name = "recloop",
+    version,
+    about = "Recommendations that learn from every event"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -306,7 +306,7 @@ impl Serving {
                     !state.purchased.contains(&i) && !state.interacted.contains(&i)
                 })
             });
-            items = self.pick(&snap, shortlist, SHORTLIST_LEN, q, &hidden);
+            items = self.pick(&snap, shortlist, SHORTLIST_LEN, q, hidden);
         }
         let items = match items {
             Some(items) => items,
@@ -390,7 +390,7 @@ impl Serving {
         hidden: impl Fn(u32) -> bool,
     ) -> Vec<ScoredItem> {
         let full = q.n * 2 + 32;
-        let shortlist = top_k(scores, full, |i| hidden(i));
+        let shortlist = top_k(scores, full, |i| !hidden(i));
         if let Some(items) = self.pick(snap, &shortlist, full, q, &hidden) {
             return items;
         }

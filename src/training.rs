@@ -13,9 +13,8 @@ use crate::{
     config::Config,
     domain::{EventType, EventWeights},
     model::{
-        metrics::Quality,
-        als, holdout, popularity::popularity, similarity::similar_items, AlsParams, Interactions,
-        LogEvent,
+        als, holdout, metrics::Quality, popularity::popularity, similarity::similar_items,
+        AlsParams, Interactions, LogEvent,
     },
     serving::{FittedModel, Serving, Snapshot},
     store::{DynStore, Log, ModelRecord, ModelStatus, NewModelRecord, TrainingLease},
@@ -60,11 +59,17 @@ impl IndexedLog {
     /// Users and items are numbered in sorted id order and events sorted, so the same log gives
     /// the same model however its events arrived (concurrent ingest stores them in any order).
     pub fn new(log: &Log, weights: &EventWeights) -> Self {
-        fn numbering<'a>(ids: impl Iterator<Item = &'a str>) -> (Vec<&'a str>, HashMap<&'a str, u32>) {
+        fn numbering<'a>(
+            ids: impl Iterator<Item = &'a str>,
+        ) -> (Vec<&'a str>, HashMap<&'a str, u32>) {
             let mut sorted: Vec<&str> = ids.collect();
             sorted.sort_unstable();
             sorted.dedup();
-            let index = sorted.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
+            let index = sorted
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (*id, i as u32))
+                .collect();
             (sorted, index)
         }
         let (item_ids, items) = numbering(log.rows.iter().map(|r| r.item_id.as_str()));
@@ -156,11 +161,17 @@ pub fn fit_and_gate(
         None => (ModelStatus::Accepted, "first model".to_owned()),
         Some((v, c)) if candidate.ndcg_at_10 >= c.ndcg_at_10 => (
             ModelStatus::Accepted,
-            format!("NDCG@10 {:.4} >= {:.4} of version {v}", candidate.ndcg_at_10, c.ndcg_at_10),
+            format!(
+                "NDCG@10 {:.4} >= {:.4} of version {v}",
+                candidate.ndcg_at_10, c.ndcg_at_10
+            ),
         ),
         Some((v, c)) => (
             ModelStatus::Rejected,
-            format!("NDCG@10 {:.4} < {:.4} of version {v}, which keeps serving", candidate.ndcg_at_10, c.ndcg_at_10),
+            format!(
+                "NDCG@10 {:.4} < {:.4} of version {v}, which keeps serving",
+                candidate.ndcg_at_10, c.ndcg_at_10
+            ),
         ),
     };
     let metrics = json!({
@@ -338,7 +349,11 @@ impl Trainer {
         })
         .await
         .context("training thread panicked")?;
-        let blob = fitted.model.as_ref().map(FittedModel::to_bytes).transpose()?;
+        let blob = fitted
+            .model
+            .as_ref()
+            .map(FittedModel::to_bytes)
+            .transpose()?;
         // Another replica may have trained meanwhile if our lease was lost (its connection
         // dropped): then this result was not gated against theirs and must not be recorded.
         if !lease.still_held().await {

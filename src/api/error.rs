@@ -79,7 +79,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn invalid(code: &'static str, message: impl Into<String>, details: Vec<ErrorDetail>) -> Self {
+    pub fn invalid(
+        code: &'static str,
+        message: impl Into<String>,
+        details: Vec<ErrorDetail>,
+    ) -> Self {
         Self::Unprocessable {
             code,
             message: message.into(),

@@ -11,7 +11,11 @@ use super::{
     json::{Fields, JsonBody},
     AppState,
 };
-use crate::domain::{EventId, EventType, ItemId, NewEvent, UserId};
+use crate::{
+    domain::{EventId, EventType, ItemId, NewEvent, UserId},
+    store::AppendOutcome,
+};
+use axum::extract::FromRequest;
 
 /// The most events one request may carry.
 pub const MAX_BATCH: usize = 10_000;
@@ -92,7 +96,10 @@ fn parse_event(
             .map_err(|e| format!("must be an RFC 3339 timestamp such as 2026-11-27T10:15:00Z: {e}"))
     }) {
         Some(t) if t.timestamp_millis() > now.timestamp_millis() + MAX_FUTURE_MS => {
-            f.fail("timestamp", "is more than 5 minutes ahead of the server's clock");
+            f.fail(
+                "timestamp",
+                "is more than 5 minutes ahead of the server's clock",
+            );
             None
         }
         Some(t) => Some(t.timestamp_millis()),
@@ -119,7 +126,10 @@ pub fn parse_events(body: &Value, now: DateTime<Utc>) -> Result<Vec<NewEvent>, A
     if values.is_empty() || values.len() > MAX_BATCH {
         return Err(ApiError::invalid(
             "invalid_batch",
-            format!("a batch holds 1 to {MAX_BATCH} events, not {}", values.len()),
+            format!(
+                "a batch holds 1 to {MAX_BATCH} events, not {}",
+                values.len()
+            ),
             Vec::new(),
         ));
     }
@@ -176,17 +186,42 @@ pub fn credited_version(recommendation_id: &str) -> Option<i64> {
 )]
 pub async fn post_events(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody,
+    request: axum::extract::Request,
 ) -> ApiResult<Json<EventsAccepted>> {
+    // This route is exempt from the router's timeout: once a batch is handed to the store it
+    // may commit, and answering 503 then would be a lie. The timeout bounds the body instead.
+    let body = tokio::time::timeout(
+        state.config.request_timeout(),
+        JsonBody::from_request(request, &state),
+    )
+    .await
+    .map_err(|_| ApiError::Timeout)??
+    .0;
     let events = parse_events(&body, Utc::now())?;
-    let mut users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+    // The append and the cache invalidation run to the end even if the client goes away:
+    // a committed event must always be seen by the user's next request.
+    let outcome = tokio::spawn(append(state, events))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
+    Ok(Json(EventsAccepted {
+        accepted: outcome.accepted,
+        duplicates: outcome.duplicates,
+    }))
+}
+
+async fn append(state: AppState, events: Vec<NewEvent>) -> ApiResult<AppendOutcome> {
+    let mut users: Vec<String> = events.iter().map(|e| e.user_id.to_string()).collect();
     users.sort_unstable();
     users.dedup();
-    let users: Vec<String> = users.into_iter().map(str::to_owned).collect();
     let counts = EventType::ALL.map(|t| events.iter().filter(|e| e.event_type == t).count());
     let credits: Vec<(i64, EventType)> = events
         .iter()
-        .filter_map(|e| Some((credited_version(e.recommendation_id.as_deref()?)?, e.event_type)))
+        .filter_map(|e| {
+            Some((
+                credited_version(e.recommendation_id.as_deref()?)?,
+                e.event_type,
+            ))
+        })
         .collect();
     let outcome = state.store.append_events(events).await?;
     // Committed: the users' next requests must see these events, before we say so.
@@ -206,10 +241,7 @@ pub async fn post_events(
             "model_version" => version.to_string(), "type" => t.as_str())
         .increment(1);
     }
-    Ok(Json(EventsAccepted {
-        accepted: outcome.accepted,
-        duplicates: outcome.duplicates,
-    }))
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -230,8 +262,11 @@ mod tests {
 
     #[test]
     fn accepts_one_event_and_defaults_the_time() {
-        let e = parse_events(&json!({"user_id": "u1", "item_id": "i1", "type": "click"}), now())
-            .unwrap();
+        let e = parse_events(
+            &json!({"user_id": "u1", "item_id": "i1", "type": "click"}),
+            now(),
+        )
+        .unwrap();
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].ts_ms, now().timestamp_millis());
         assert_eq!(e[0].event_type, EventType::Click);
@@ -247,7 +282,10 @@ mod tests {
         ]);
         let d = details(parse_events(&body, now()).unwrap_err());
         let at = |i: usize| -> Vec<&str> {
-            d.iter().filter(|x| x.index == Some(i)).map(|x| x.field.as_str()).collect()
+            d.iter()
+                .filter(|x| x.index == Some(i))
+                .map(|x| x.field.as_str())
+                .collect()
         };
         assert!(at(0).is_empty());
         let mut one = at(1);
@@ -261,7 +299,10 @@ mod tests {
     fn batch_size_limits() {
         assert!(matches!(
             parse_events(&json!([]), now()),
-            Err(ApiError::Unprocessable { code: "invalid_batch", .. })
+            Err(ApiError::Unprocessable {
+                code: "invalid_batch",
+                ..
+            })
         ));
         let one = json!({"user_id": "u", "item_id": "i", "type": "view"});
         let many = Value::Array(vec![one.clone(); MAX_BATCH + 1]);
@@ -272,7 +313,8 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        let ev = |ts: &str| json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": ts});
+        let ev =
+            |ts: &str| json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": ts});
         assert!(parse_events(&ev("1998-01-01T00:00:00Z"), now()).is_ok());
         assert!(parse_events(&ev("2026-11-28T12:04:59Z"), now()).is_ok());
         assert!(parse_events(&ev("2026-11-28T13:00:00+01:00"), now()).is_ok());

@@ -59,7 +59,9 @@ impl From<Item> for ItemOut {
             categories: i.categories,
             available: i.available,
             attributes: i.attributes,
-            updated_at: i.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            updated_at: i
+                .updated_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }
 }
@@ -74,12 +76,10 @@ pub fn read_router() -> Router<AppState> {
 }
 
 pub fn admin_router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/items", post(post_items))
-        .route(
-            "/v1/items/{item_id}",
-            axum::routing::put(put_item).delete(delete_item),
-        )
+    Router::new().route("/v1/items", post(post_items)).route(
+        "/v1/items/{item_id}",
+        axum::routing::put(put_item).delete(delete_item),
+    )
 }
 
 pub(super) fn item_id(raw: String) -> ApiResult<ItemId> {
@@ -117,7 +117,10 @@ fn parse_item(
     let title = f.opt_str("title").map(str::to_owned);
     if let Some(t) = &title {
         if t.chars().count() > MAX_TITLE_CHARS {
-            f.fail("title", format!("must be at most {MAX_TITLE_CHARS} characters"));
+            f.fail(
+                "title",
+                format!("must be at most {MAX_TITLE_CHARS} characters"),
+            );
         }
         if t.chars().any(char::is_control) {
             f.fail("title", "must not contain control characters");
@@ -177,7 +180,11 @@ fn has_nul(v: &Value) -> bool {
 }
 
 fn invalid(errors: Vec<ErrorDetail>) -> ApiError {
-    ApiError::invalid("invalid_item", "the item breaks a rule; nothing was stored", errors)
+    ApiError::invalid(
+        "invalid_item",
+        "the item breaks a rule; nothing was stored",
+        errors,
+    )
 }
 
 #[utoipa::path(
@@ -202,9 +209,10 @@ pub async fn put_item(
     let item = parse_item(&body, None, Some(&id), &mut errors).ok_or_else(|| invalid(errors))?;
     let stored = state.store.upsert_items(vec![item]).await?;
     state.serving.catalog.apply(&stored);
-    let item = stored.into_iter().next().ok_or_else(|| {
-        ApiError::Internal(anyhow::anyhow!("upsert of one item returned none"))
-    })?;
+    let item = stored
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("upsert of one item returned none")))?;
     Ok(Json(item.into()))
 }
 
@@ -224,7 +232,11 @@ pub async fn post_items(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Upserted>> {
     let Value::Array(values) = &body else {
-        return Err(invalid(vec![ErrorDetail::new(None, "", "must be an array of items")]));
+        return Err(invalid(vec![ErrorDetail::new(
+            None,
+            "",
+            "must be an array of items",
+        )]));
     };
     if values.is_empty() || values.len() > MAX_ITEMS {
         return Err(invalid(vec![ErrorDetail::new(
@@ -265,11 +277,10 @@ pub async fn get_item(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<ItemOut>> {
     let id = item_id(raw)?;
-    let item = state
-        .store
-        .get_item(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no item {:?} in the catalog", id.as_str())))?;
+    let item =
+        state.store.get_item(&id).await?.ok_or_else(|| {
+            ApiError::NotFound(format!("no item {:?} in the catalog", id.as_str()))
+        })?;
     Ok(Json(item.into()))
 }
 

@@ -73,7 +73,10 @@ impl<'a> Fields<'a> {
         };
         for key in object.keys() {
             if !known.contains(&key.as_str()) {
-                fields.fail(key, format!("unknown field; expected one of: {}", known.join(", ")));
+                fields.fail(
+                    key,
+                    format!("unknown field; expected one of: {}", known.join(", ")),
+                );
             }
         }
         Some(fields)

@@ -57,9 +57,8 @@ struct Keys;
 
 impl Modify for Keys {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let bearer = || {
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build())
-        };
+        let bearer =
+            || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("api_key", bearer());
         components.add_security_scheme("admin_key", bearer());
@@ -134,8 +133,11 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().clone();
-    // Waiting for a whole training is what `?wait=true` asks for; it is exempt.
-    let exempt = route == "/v1/model/retrain" && req.uri().query().is_some_and(|q| q.contains("wait=true"));
+    // Waiting for a whole training is what `?wait=true` asks for; it is exempt. So is an
+    // append once handed to the store (its handler bounds the body read itself).
+    let exempt = route == "/v1/events"
+        || (route == "/v1/model/retrain"
+            && req.uri().query().is_some_and(|q| q.contains("wait=true")));
     let response = if exempt {
         next.run(req).await
     } else {
@@ -161,8 +163,12 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed(method: Method) -> Response {
-    let mut r = ApiError::invalid("method_not_allowed", format!("{method} is not allowed here"), vec![])
-        .into_response();
+    let mut r = ApiError::invalid(
+        "method_not_allowed",
+        format!("{method} is not allowed here"),
+        vec![],
+    )
+    .into_response();
     *r.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
     r
 }
@@ -187,16 +193,14 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let route = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(MatchedPath::as_str)
-                    .unwrap_or("unmatched");
-                // The route, not the URI: paths hold user ids, which stay out of logs.
-                tracing::info_span!("request", method = %req.method(), route)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("unmatched");
+            // The route, not the URI: paths hold user ids, which stay out of logs.
+            tracing::info_span!("request", method = %req.method(), route)
+        }))
         .with_state(state)
 }

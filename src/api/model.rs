@@ -62,7 +62,9 @@ impl ModelOut {
             algorithm: r.algorithm,
             status: r.status,
             reason: r.reason,
-            trained_at: r.trained_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            trained_at: r
+                .trained_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             training_seconds: r.training_seconds,
             events: r.events,
             users: r.users,
@@ -101,7 +103,10 @@ pub async fn current(State(state): State<AppState>) -> ApiResult<Json<ModelOut>>
         .serving
         .current()
         .ok_or_else(|| ApiError::NotFound("no model has been trained yet".into()))?;
-    Ok(Json(ModelOut::new(snap.record.clone(), Some(snap.version()))))
+    Ok(Json(ModelOut::new(
+        snap.record.clone(),
+        Some(snap.version()),
+    )))
 }
 
 #[utoipa::path(
@@ -143,7 +148,11 @@ pub async fn retrain(
 ) -> ApiResult<Response> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
-    let wait = match pairs.iter().find(|(k, _)| k == "wait").map(|(_, v)| v.as_str()) {
+    let wait = match pairs
+        .iter()
+        .find(|(k, _)| k == "wait")
+        .map(|(_, v)| v.as_str())
+    {
         None | Some("false") => false,
         Some("true") => true,
         Some(_) => {
@@ -158,7 +167,12 @@ pub async fn retrain(
         if state.store.max_event_seq().await? == 0 {
             return Err(no_events());
         }
-        if !state.trainer.try_start().await.map_err(ApiError::from_training)? {
+        if !state
+            .trainer
+            .try_start()
+            .await
+            .map_err(ApiError::from_training)?
+        {
             return Err(ApiError::Conflict {
                 code: "training_in_progress",
                 message: "a training is already running; retry later or use ?wait=true".into(),
@@ -170,7 +184,12 @@ pub async fn retrain(
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let called_at = std::time::Instant::now();
-    match state.trainer.run_covering(called_at).await.map_err(ApiError::from_training)? {
+    match state
+        .trainer
+        .run_covering(called_at)
+        .await
+        .map_err(ApiError::from_training)?
+    {
         Outcome::Trained(record) => {
             Ok(Json(ModelOut::new(record, serving_version(&state))).into_response())
         }

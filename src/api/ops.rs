@@ -42,9 +42,9 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(ApiError::Unavailable(e)),
         Err(_) => {
-            return Err(ApiError::Unavailable(crate::store::StoreError::Unavailable(
-                sqlx::Error::PoolTimedOut,
-            )))
+            return Err(ApiError::Unavailable(
+                crate::store::StoreError::Unavailable(sqlx::Error::PoolTimedOut),
+            ))
         }
     }
     Ok(Json(Health {

@@ -65,7 +65,10 @@ impl Params {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn n(&self) -> ApiResult<usize> {
@@ -73,7 +76,10 @@ impl Params {
             None => Ok(10),
             Some(raw) => match raw.parse::<usize>() {
                 Ok(n) if (1..=MAX_N).contains(&n) => Ok(n),
-                _ => Err(bad("n", format!("must be a whole number from 1 to {MAX_N}"))),
+                _ => Err(bad(
+                    "n",
+                    format!("must be a whole number from 1 to {MAX_N}"),
+                )),
             },
         }
     }

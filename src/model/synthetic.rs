@@ -6,12 +6,11 @@
 //! so that popularity is a real (but weaker) baseline.
 
 use super::LogEvent;
-use rand::distributions::{Distribution, WeightedIndex};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Weight of a synthetic click (the default confidence of evaluation.md).
+/// Weight of a synthetic click (the service's confidence weight for a click).
 pub const CLICK_WEIGHT: f32 = 1.0;
 /// Weight of a synthetic purchase.
 pub const PURCHASE_WEIGHT: f32 = 4.0;
@@ -64,11 +63,13 @@ pub fn planted(
     rank.shuffle(&mut rng);
     let zipf = |item: u32| 1.0 / f64::from(rank[item as usize] + 1).powf(ZIPF);
 
-    let global = pool(&(0..n_items as u32).collect::<Vec<_>>(), zipf);
-    let clusters: Vec<_> = (0..n_clusters)
+    let global = Pool::new((0..n_items as u32).collect(), zipf);
+    let clusters: Vec<Pool> = (0..n_clusters)
         .map(|c| {
-            let members: Vec<u32> = (c as u32..n_items as u32).step_by(n_clusters).collect();
-            pool(&members, zipf)
+            Pool::new(
+                (c as u32..n_items as u32).step_by(n_clusters).collect(),
+                zipf,
+            )
         })
         .collect();
 
@@ -76,18 +77,14 @@ pub fn planted(
     let mut events = Vec::with_capacity(n_users * events_per_user);
     let mut seen: Vec<u32> = Vec::with_capacity(events_per_user);
     for u in 0..n_users as u32 {
-        let (own_items, own_dist) = &clusters[user_cluster(u, n_clusters)];
+        let own = &clusters[user_cluster(u, n_clusters)];
         let mut ts = T0 + rng.gen_range(0..month);
         seen.clear();
         for _ in 0..events_per_user {
             let in_cluster = rng.gen_bool(IN_CLUSTER);
             let mut item = 0;
             for _ in 0..MAX_REDRAWS {
-                item = if in_cluster {
-                    own_items[own_dist.sample(&mut rng)]
-                } else {
-                    global.0[global.1.sample(&mut rng)]
-                };
+                item = if in_cluster { own } else { &global }.sample(&mut rng);
                 if !seen.contains(&item) {
                     break;
                 }
@@ -121,13 +118,30 @@ pub fn random_factors(n: usize, k: usize, seed: u64) -> Vec<f32> {
     (0..n * k).map(|_| rng.gen_range(-scale..scale)).collect()
 }
 
-/// Items and a sampler over their popularity weights.
-fn pool(items: &[u32], weight: impl Fn(u32) -> f64) -> (Vec<u32>, WeightedIndex<f64>) {
-    let weights: Vec<f64> = items.iter().map(|&i| weight(i)).collect();
-    match WeightedIndex::new(&weights) {
-        Ok(dist) => (items.to_vec(), dist),
-        // Unreachable: `items` is non-empty and every Zipf weight is positive and finite.
-        Err(e) => panic!("invalid popularity weights: {e}"),
+/// Items with a sampler over their popularity weights (inverse CDF by binary search).
+struct Pool {
+    items: Vec<u32>,
+    cumulative: Vec<f64>,
+}
+
+impl Pool {
+    fn new(items: Vec<u32>, weight: impl Fn(u32) -> f64) -> Self {
+        let mut total = 0.0;
+        let cumulative = items
+            .iter()
+            .map(|&i| {
+                total += weight(i);
+                total
+            })
+            .collect();
+        Pool { items, cumulative }
+    }
+
+    fn sample(&self, rng: &mut impl Rng) -> u32 {
+        let total = self.cumulative.last().copied().unwrap_or(0.0);
+        let u = rng.gen::<f64>() * total;
+        let at = self.cumulative.partition_point(|&c| c <= u);
+        self.items[at.min(self.items.len() - 1)]
     }
 }
 

@@ -111,7 +111,9 @@ impl ModelStatus {
         match s {
             "accepted" => Ok(Self::Accepted),
             "rejected" => Ok(Self::Rejected),
-            other => Err(StoreError::Corrupt(format!("unknown model status {other:?}"))),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown model status {other:?}"
+            ))),
         }
     }
 }

@@ -117,7 +117,8 @@ fn ms_to_time(ms: i64) -> DateTime<Utc> {
 }
 
 fn event_type(code: i16) -> StoreResult<EventType> {
-    EventType::from_code(code.into()).ok_or_else(|| StoreError::Corrupt(format!("event type {code}")))
+    EventType::from_code(code.into())
+        .ok_or_else(|| StoreError::Corrupt(format!("event type {code}")))
 }
 
 fn json_col(row: &sqlx::postgres::PgRow, col: &str) -> StoreResult<serde_json::Value> {
@@ -230,10 +231,12 @@ impl Store for PostgresStore {
     }
 
     async fn user_stamp(&self, user: &UserId) -> StoreResult<UserStamp> {
-        let row = sqlx::query("SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS latest FROM events WHERE user_id = $1")
-            .bind(user.as_str())
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS latest FROM events WHERE user_id = $1",
+        )
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await?;
         Ok((row.try_get("n")?, row.try_get("latest")?))
     }
 
@@ -276,8 +279,9 @@ impl Store for PostgresStore {
             .await?;
         let mut rows = Vec::new();
         {
-            let mut stream = sqlx::query("SELECT user_id, item_id, type, ts_ms FROM events ORDER BY seq")
-                .fetch(&mut *tx);
+            let mut stream =
+                sqlx::query("SELECT user_id, item_id, type, ts_ms FROM events ORDER BY seq")
+                    .fetch(&mut *tx);
             while let Some(r) = stream.try_next().await? {
                 rows.push(LogRow {
                     user_id: r.try_get("user_id")?,
@@ -417,11 +421,11 @@ impl Store for PostgresStore {
     }
 
     async fn latest_accepted_version(&self) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MAX(version) FROM model_versions WHERE status = 'accepted'",
+        Ok(
+            sqlx::query_scalar("SELECT MAX(version) FROM model_versions WHERE status = 'accepted'")
+                .fetch_one(&self.pool)
+                .await?,
         )
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {

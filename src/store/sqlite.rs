@@ -209,10 +209,12 @@ impl Store for SqliteStore {
     }
 
     async fn user_stamp(&self, user: &UserId) -> StoreResult<UserStamp> {
-        let row = sqlx::query("SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS latest FROM events WHERE user_id = ?")
-            .bind(user.as_str())
-            .fetch_one(&self.read)
-            .await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS latest FROM events WHERE user_id = ?",
+        )
+        .bind(user.as_str())
+        .fetch_one(&self.read)
+        .await?;
         Ok((row.try_get("n")?, row.try_get("latest")?))
     }
 
@@ -253,10 +255,11 @@ impl Store for SqliteStore {
         let max_seq = max_seq.unwrap_or(0);
         let mut rows = Vec::new();
         {
-            let mut stream =
-                sqlx::query("SELECT user_id, item_id, type, ts_ms FROM events WHERE seq <= ? ORDER BY seq")
-                    .bind(max_seq)
-                    .fetch(&mut *tx);
+            let mut stream = sqlx::query(
+                "SELECT user_id, item_id, type, ts_ms FROM events WHERE seq <= ? ORDER BY seq",
+            )
+            .bind(max_seq)
+            .fetch(&mut *tx);
             while let Some(r) = stream.try_next().await? {
                 rows.push(LogRow {
                     user_id: r.try_get("user_id")?,
@@ -386,11 +389,11 @@ impl Store for SqliteStore {
     }
 
     async fn latest_accepted_version(&self) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MAX(version) FROM model_versions WHERE status = 'accepted'",
+        Ok(
+            sqlx::query_scalar("SELECT MAX(version) FROM model_versions WHERE status = 'accepted'")
+                .fetch_one(&self.read)
+                .await?,
         )
-        .fetch_one(&self.read)
-        .await?)
     }
 
     async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {

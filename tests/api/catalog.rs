@@ -20,7 +20,10 @@ async fn items_are_put_read_upserted_and_deleted() {
     assert_eq!(stored["title"], "Red shoe");
     assert_eq!(stored["categories"], json!(["red", "shoes"]));
     assert_eq!(stored["available"], true, "available defaults to true");
-    assert_eq!(stored["attributes"], json!({"price": 59.9, "sizes": [41, 42]}));
+    assert_eq!(
+        stored["attributes"],
+        json!({"price": 59.9, "sizes": [41, 42]})
+    );
     assert!(chrono::DateTime::parse_from_rfc3339(stored["updated_at"].as_str().unwrap()).is_ok());
     assert_eq!(app.get_ok("/v1/items/sku-1").await, stored);
 
@@ -45,13 +48,26 @@ async fn items_are_put_read_upserted_and_deleted() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"upserted": 3}));
-    assert_eq!(app.get_ok("/v1/items/sku-2").await["categories"], json!(["hats"]));
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"upserted": 3})
+    );
+    assert_eq!(
+        app.get_ok("/v1/items/sku-2").await["categories"],
+        json!(["hats"])
+    );
     assert_eq!(app.get_ok("/v1/items/sku-3").await["title"], "Scarf");
     let odd = app.get_ok(&format!("/v1/items/{}", enc("a/b c"))).await;
-    assert_eq!((odd["item_id"].as_str(), odd["available"].as_bool()), (Some("a/b c"), Some(false)));
+    assert_eq!(
+        (odd["item_id"].as_str(), odd["available"].as_bool()),
+        (Some("a/b c"), Some(false))
+    );
 
-    let response = app.request(Method::DELETE, "/v1/items/sku-2").send().await.unwrap();
+    let response = app
+        .request(Method::DELETE, "/v1/items/sku-2")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(response.bytes().await.unwrap().is_empty());
     let response = app.get("/v1/items/sku-2").await;
@@ -63,8 +79,17 @@ async fn items_are_put_read_upserted_and_deleted() {
 #[tokio::test]
 async fn unknown_items_are_404() {
     let app = TestApp::spawn().await;
-    expect_error(app.get("/v1/items/nope").await, StatusCode::NOT_FOUND, "not_found").await;
-    let response = app.request(Method::DELETE, "/v1/items/nope").send().await.unwrap();
+    expect_error(
+        app.get("/v1/items/nope").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let response = app
+        .request(Method::DELETE, "/v1/items/nope")
+        .send()
+        .await
+        .unwrap();
     expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
     let response = app.get("/v1/items/nope/similar").await;
     expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
@@ -77,7 +102,12 @@ async fn unknown_items_are_404() {
     let similar = app.get_ok("/v1/items/i3/similar").await;
     assert_eq!(similar["item_id"], "i3");
     // ...but GET reads the catalog only.
-    expect_error(app.get("/v1/items/i3").await, StatusCode::NOT_FOUND, "not_found").await;
+    expect_error(
+        app.get("/v1/items/i3").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 }
 
 /// `PUT /v1/items/{id}` with `body` must be a 422 blaming `field`, and store nothing.
@@ -114,17 +144,36 @@ async fn invalid_items_are_422_and_store_nothing() {
     for (body, field) in cases {
         assert_put_rejected(&app, "sku-1", body, field).await;
     }
-    expect_error(app.get("/v1/items/sku-1").await, StatusCode::NOT_FOUND, "not_found").await;
+    expect_error(
+        app.get("/v1/items/sku-1").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 
     // A bad id in the path.
     let response = app
-        .send_json(Method::PUT, &format!("/v1/items/{}", "x".repeat(257)), &json!({}))
+        .send_json(
+            Method::PUT,
+            &format!("/v1/items/{}", "x".repeat(257)),
+            &json!({}),
+        )
         .await;
-    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter").await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_parameter",
+    )
+    .await;
     let response = app
         .send_json(Method::PUT, "/v1/items/a%07b", &json!({}))
         .await;
-    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter").await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_parameter",
+    )
+    .await;
 
     // POST: an array of objects each with its id; one bad item rejects them all.
     for body in [json!({"item_id": "x"}), json!([])] {
@@ -146,5 +195,10 @@ async fn invalid_items_are_422_and_store_nothing() {
         .map(|d| (d["index"].as_u64().unwrap(), d["field"].as_str().unwrap()))
         .collect();
     assert_eq!(blamed, [(1, "item_id"), (2, "item_id")], "{error}");
-    expect_error(app.get("/v1/items/good").await, StatusCode::NOT_FOUND, "not_found").await;
+    expect_error(
+        app.get("/v1/items/good").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 }

@@ -32,7 +32,11 @@ async fn malformed_json_is_400() {
 async fn a_body_that_is_not_json_is_415() {
     let app = TestApp::spawn().await;
     let valid = json!({"user_id": "u", "item_id": "i", "type": "view"}).to_string();
-    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
         for (method, path) in [
             (Method::POST, "/v1/events"),
             (Method::POST, "/v1/items"),
@@ -101,7 +105,11 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_the_envelope() {
         "method_not_allowed",
     )
     .await;
-    let response = app.request(Method::DELETE, "/v1/popular").send().await.unwrap();
+    let response = app
+        .request(Method::DELETE, "/v1/popular")
+        .send()
+        .await
+        .unwrap();
     expect_error(
         response,
         StatusCode::METHOD_NOT_ALLOWED,
@@ -122,9 +130,12 @@ async fn query_parameters_are_checked() {
     for base in bases {
         for n in ["0", "101", "abc", "-1", "1.5", ""] {
             let response = app.get(&format!("{base}?n={n}")).await;
-            let error =
-                expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter")
-                    .await;
+            let error = expect_error(
+                response,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_parameter",
+            )
+            .await;
             assert_eq!(error["details"][0]["field"], "n", "{base}?n={n}: {error}");
         }
         for n in ["1", "100"] {

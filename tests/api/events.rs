@@ -63,9 +63,7 @@ async fn ids_are_used_as_they_are() {
 #[tokio::test]
 async fn same_event_id_is_stored_once() {
     let app = TestApp::spawn().await;
-    let e = |id: &str, item: &str| {
-        json!({"user_id": "u1", "item_id": item, "type": "purchase", "event_id": id})
-    };
+    let e = |id: &str, item: &str| json!({"user_id": "u1", "item_id": item, "type": "purchase", "event_id": id});
 
     // Twice in one batch.
     let counts = app
@@ -75,7 +73,9 @@ async fn same_event_id_is_stored_once() {
     // Again across requests, alone and mixed with a new one.
     let counts = app.post_events_ok(&e("e1", "a")).await;
     assert_eq!((counts.accepted, counts.duplicates), (0, 1));
-    let counts = app.post_events_ok(&json!([e("e2", "b"), e("e3", "c")])).await;
+    let counts = app
+        .post_events_ok(&json!([e("e2", "b"), e("e3", "c")]))
+        .await;
     assert_eq!((counts.accepted, counts.duplicates), (1, 1));
     // Events without an id are never duplicates of each other.
     let counts = app
@@ -110,43 +110,96 @@ async fn a_batch_breaking_any_rule_is_rejected_whole() {
     let future = rfc3339(chrono::Utc::now().timestamp() + 6 * 60);
     let cases: Vec<(Value, &str)> = vec![
         // Wrong types.
-        (json!({"user_id": 7, "item_id": "i", "type": "view"}), "user_id"),
-        (json!({"user_id": "u", "item_id": ["i"], "type": "view"}), "item_id"),
+        (
+            json!({"user_id": 7, "item_id": "i", "type": "view"}),
+            "user_id",
+        ),
+        (
+            json!({"user_id": "u", "item_id": ["i"], "type": "view"}),
+            "item_id",
+        ),
         (json!({"user_id": "u", "item_id": "i", "type": 3}), "type"),
-        (json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": 881250949}), "timestamp"),
-        (json!({"user_id": "u", "item_id": "i", "type": "view", "event_id": 12}), "event_id"),
+        (
+            json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": 881250949}),
+            "timestamp",
+        ),
+        (
+            json!({"user_id": "u", "item_id": "i", "type": "view", "event_id": 12}),
+            "event_id",
+        ),
         (json!("not an object"), ""),
         // Missing fields.
         (json!({"item_id": "i", "type": "view"}), "user_id"),
         (json!({"user_id": "u", "type": "view"}), "item_id"),
         (json!({"user_id": "u", "item_id": "i"}), "type"),
         // Unknown field, unknown event type.
-        (json!({"user_id": "u", "item_id": "i", "type": "view", "colour": "red"}), "colour"),
-        (json!({"user_id": "u", "item_id": "i", "type": "like"}), "type"),
-        (json!({"user_id": "u", "item_id": "i", "type": "Purchase"}), "type"),
+        (
+            json!({"user_id": "u", "item_id": "i", "type": "view", "colour": "red"}),
+            "colour",
+        ),
+        (
+            json!({"user_id": "u", "item_id": "i", "type": "like"}),
+            "type",
+        ),
+        (
+            json!({"user_id": "u", "item_id": "i", "type": "Purchase"}),
+            "type",
+        ),
         // IDs: empty, 257 characters, control characters.
-        (json!({"user_id": "", "item_id": "i", "type": "view"}), "user_id"),
-        (json!({"user_id": "u", "item_id": "x".repeat(257), "type": "view"}), "item_id"),
-        (json!({"user_id": "u\u{7}", "item_id": "i", "type": "view"}), "user_id"),
-        (json!({"user_id": "u", "item_id": "i\nj", "type": "view"}), "item_id"),
-        (json!({"user_id": "u", "item_id": "i", "type": "view", "event_id": ""}), "event_id"),
+        (
+            json!({"user_id": "", "item_id": "i", "type": "view"}),
+            "user_id",
+        ),
+        (
+            json!({"user_id": "u", "item_id": "x".repeat(257), "type": "view"}),
+            "item_id",
+        ),
+        (
+            json!({"user_id": "u\u{7}", "item_id": "i", "type": "view"}),
+            "user_id",
+        ),
+        (
+            json!({"user_id": "u", "item_id": "i\nj", "type": "view"}),
+            "item_id",
+        ),
+        (
+            json!({"user_id": "u", "item_id": "i", "type": "view", "event_id": ""}),
+            "event_id",
+        ),
         // Time: more than 5 minutes ahead, not RFC 3339.
-        (json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": future}), "timestamp"),
-        (json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": "yesterday"}), "timestamp"),
-        (json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": "881250949"}), "timestamp"),
-        (json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": "2026-13-01T00:00:00Z"}), "timestamp"),
+        (
+            json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": future}),
+            "timestamp",
+        ),
+        (
+            json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": "yesterday"}),
+            "timestamp",
+        ),
+        (
+            json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": "881250949"}),
+            "timestamp",
+        ),
+        (
+            json!({"user_id": "u", "item_id": "i", "type": "view", "timestamp": "2026-13-01T00:00:00Z"}),
+            "timestamp",
+        ),
     ];
     for (bad, field) in cases {
         assert_rejected(&app, bad, field).await;
     }
 
     // A single object: the detail has no index.
-    let response = app.post_events(&json!({"user_id": "", "item_id": "i", "type": "view"})).await;
+    let response = app
+        .post_events(&json!({"user_id": "", "item_id": "i", "type": "view"}))
+        .await;
     let error = expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_event").await;
     assert_eq!(error["details"][0]["field"], "user_id");
     assert!(error["details"][0].get("index").is_none(), "{error}");
 
-    assert!(app.stored_events().await.is_empty(), "nothing of a rejected batch is stored");
+    assert!(
+        app.stored_events().await.is_empty(),
+        "nothing of a rejected batch is stored"
+    );
 }
 
 #[tokio::test]
@@ -168,10 +221,21 @@ async fn every_broken_rule_is_reported() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["index"].as_u64().unwrap(), d["field"].as_str().unwrap().to_owned()))
+        .map(|d| {
+            (
+                d["index"].as_u64().unwrap(),
+                d["field"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     blamed.sort();
-    let expected = [(1, "colour"), (1, "item_id"), (1, "type"), (1, "user_id"), (3, "timestamp")];
+    let expected = [
+        (1, "colour"),
+        (1, "item_id"),
+        (1, "type"),
+        (1, "user_id"),
+        (3, "timestamp"),
+    ];
     let expected: Vec<(u64, String)> = expected.iter().map(|(i, f)| (*i, f.to_string())).collect();
     assert_eq!(blamed, expected);
     assert!(app.stored_events().await.is_empty());

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use recloop::{
     domain::{ItemId, NewEvent, UserId},
     store::{
-        AppendOutcome, DynStore, HistoryEvent, Item, ItemUpsert, Log, ModelRecord,
-        NewModelRecord, Store, StoreError, StoreResult, TrainingLease, UserStamp,
+        AppendOutcome, DynStore, HistoryEvent, Item, ItemUpsert, Log, ModelRecord, NewModelRecord,
+        Store, StoreError, StoreResult, TrainingLease, UserStamp,
     },
 };
 use tokio::sync::{watch, RwLock};

@@ -78,7 +78,10 @@ async fn a_bad_row_fails_with_its_line_number_and_stores_nothing() {
         assert!(message.contains(line), "expected {line:?} in: {message}");
     }
     let path = write_csv(dir.path(), "no-type.csv", "user_id,item_id\nu1,m1\n");
-    let message = format!("{:#}", run_import(&app, &path).await.expect_err("no type column"));
+    let message = format!(
+        "{:#}",
+        run_import(&app, &path).await.expect_err("no type column")
+    );
     assert!(message.contains("type"), "{message}");
 
     assert!(app.stored_events().await.is_empty(), "nothing was imported");

@@ -13,7 +13,11 @@ const ADMIN_KEY: &str = "admin-key-9Zr4pM";
 fn admin_routes() -> Vec<(Method, &'static str, Option<serde_json::Value>)> {
     vec![
         (Method::PUT, "/v1/items/sku-1", Some(json!({"title": "t"}))),
-        (Method::POST, "/v1/items", Some(json!([{"item_id": "sku-2"}]))),
+        (
+            Method::POST,
+            "/v1/items",
+            Some(json!([{"item_id": "sku-2"}])),
+        ),
         (Method::DELETE, "/v1/items/sku-1", None),
         (Method::POST, "/v1/model/retrain", None),
     ]
@@ -21,7 +25,11 @@ fn admin_routes() -> Vec<(Method, &'static str, Option<serde_json::Value>)> {
 
 fn api_routes() -> Vec<(Method, &'static str, Option<serde_json::Value>)> {
     vec![
-        (Method::POST, "/v1/events", Some(json!({"user_id": "u", "item_id": "i", "type": "view"}))),
+        (
+            Method::POST,
+            "/v1/events",
+            Some(json!({"user_id": "u", "item_id": "i", "type": "view"})),
+        ),
         (Method::GET, "/v1/items/sku-1", None),
         (Method::GET, "/v1/users/u/recommendations", None),
         (Method::GET, "/v1/items/i/similar", None),
@@ -50,7 +58,10 @@ async fn call(
 async fn expect_refused(response: Response, status: StatusCode, code: &str) {
     let error = expect_error(response, status, code).await;
     let text = error.to_string();
-    assert!(!text.contains(API_KEY) && !text.contains(ADMIN_KEY), "{text}");
+    assert!(
+        !text.contains(API_KEY) && !text.contains(ADMIN_KEY),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +109,10 @@ async fn operations_routes_need_no_key() {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         let text = response.text().await.unwrap();
-        assert!(!text.contains(API_KEY) && !text.contains(ADMIN_KEY), "{path} shows a key");
+        assert!(
+            !text.contains(API_KEY) && !text.contains(ADMIN_KEY),
+            "{path} shows a key"
+        );
     }
 }
 
@@ -135,9 +149,19 @@ async fn admin_routes_need_the_admin_key() {
             );
         }
     }
-    let expected = [StatusCode::OK, StatusCode::OK, StatusCode::NO_CONTENT, StatusCode::ACCEPTED];
+    let expected = [
+        StatusCode::OK,
+        StatusCode::OK,
+        StatusCode::NO_CONTENT,
+        StatusCode::ACCEPTED,
+    ];
     for (route, want) in admin_routes().iter().zip(expected) {
-        assert_eq!(call(&app, route, Some(&admin)).await.status(), want, "{}", route.1);
+        assert_eq!(
+            call(&app, route, Some(&admin)).await.status(),
+            want,
+            "{}",
+            route.1
+        );
     }
 }
 

@@ -1,8 +1,10 @@
 //! End-to-end tests over real HTTP: one binary, each test its own server on 127.0.0.1:0 and
-//! its own SQLite database in a temporary directory. `helpers` holds the harness, `faults` a
-//! store wrapper that injects storage failures and holds trainings at a known point.
+//! its own SQLite database in a temporary directory. `helpers` holds the harness, `data` the
+//! synthetic event logs, `faults` a store wrapper that injects storage failures and holds a
+//! training at a known point.
 
 mod catalog;
+mod data;
 mod errors;
 mod events;
 mod faults;

@@ -20,7 +20,11 @@ fn versions_of(body: &Value) -> Vec<(i64, String, bool)> {
         .iter()
         .map(|v| {
             let status = v["status"].as_str().expect("status").to_owned();
-            (v["version"].as_i64().unwrap(), status, v["in_service"] == true)
+            (
+                v["version"].as_i64().unwrap(),
+                status,
+                v["in_service"] == true,
+            )
         })
         .collect()
 }
@@ -28,14 +32,27 @@ fn versions_of(body: &Value) -> Vec<(i64, String, bool)> {
 #[tokio::test]
 async fn there_is_no_model_before_the_first_training() {
     let app = TestApp::spawn().await;
-    expect_error(app.get("/v1/model").await, StatusCode::NOT_FOUND, "not_found").await;
-    assert_eq!(app.get_ok("/v1/model/versions").await, json!({"versions": []}));
+    expect_error(
+        app.get("/v1/model").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        app.get_ok("/v1/model/versions").await,
+        json!({"versions": []})
+    );
     for query in ["", "?wait=true"] {
         let response = retrain(&app, query).await;
         expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "no_events").await;
     }
     let response = retrain(&app, "?wait=soon").await;
-    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter").await;
+    expect_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_parameter",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -47,14 +64,19 @@ async fn a_training_is_reported_by_model_and_versions() {
     assert_eq!(model["version"], first);
     assert!(model["algorithm"].as_str().is_some_and(|a| !a.is_empty()));
     let trained_at = model["trained_at"].as_str().expect("trained_at");
-    assert!(chrono::DateTime::parse_from_rfc3339(trained_at).is_ok(), "{trained_at}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(trained_at).is_ok(),
+        "{trained_at}"
+    );
     assert!(model["training_seconds"].as_f64().is_some_and(|s| s > 0.0));
     assert_eq!(model["events"], (USERS * PER_USER) as u64);
     assert_eq!(model["users"], USERS as u64);
     assert_eq!(model["items"], ITEMS as u64);
     // Planted tastes: the holdout metrics are far from trivial, and beat popularity.
     let ndcg = model["metrics"]["ndcg_at_10"].as_f64().expect("ndcg_at_10");
-    let recall = model["metrics"]["recall_at_20"].as_f64().expect("recall_at_20");
+    let recall = model["metrics"]["recall_at_20"]
+        .as_f64()
+        .expect("recall_at_20");
     assert!(ndcg > 0.2 && ndcg <= 1.0, "{model}");
     assert!(recall > 0.3 && recall <= 1.0, "{model}");
     if let Some(popular) = model["metrics"]["popularity_ndcg_at_10"].as_f64() {
@@ -62,8 +84,11 @@ async fn a_training_is_reported_by_model_and_versions() {
     }
 
     // New events, a new version: newest first, the old one out of service.
-    app.post_events_ok(&json!([event("u0", "i1", "purchase"), event("u9", "i2", "view")]))
-        .await;
+    app.post_events_ok(&json!([
+        event("u0", "i1", "purchase"),
+        event("u9", "i2", "view")
+    ]))
+    .await;
     let second = app.retrain_wait().await;
     assert_eq!(second["version"], first + 1);
     assert_eq!(second["status"], "accepted");
@@ -71,11 +96,17 @@ async fn a_training_is_reported_by_model_and_versions() {
     let versions = app.get_ok("/v1/model/versions").await;
     assert_eq!(
         versions_of(&versions),
-        [(first + 1, "accepted".into(), true), (first, "accepted".into(), false)]
+        [
+            (first + 1, "accepted".into(), true),
+            (first, "accepted".into(), false)
+        ]
     );
     for v in versions["versions"].as_array().unwrap() {
         assert!(v["metrics"]["ndcg_at_10"].is_number(), "{v}");
-        assert!(v["trained_at"].is_string() && v["algorithm"].is_string(), "{v}");
+        assert!(
+            v["trained_at"].is_string() && v["algorithm"].is_string(),
+            "{v}"
+        );
     }
     assert_eq!(app.get_ok("/v1/model").await["version"], first + 1);
     assert_eq!(app.recommend("u3", "").await["model_version"], first + 1);
@@ -118,7 +149,10 @@ async fn only_serves(app: &TestApp, good: i64) {
     let versions = app.get_ok("/v1/model/versions").await;
     assert_eq!(
         versions_of(&versions),
-        [(good + 1, "rejected".into(), false), (good, "accepted".into(), true)]
+        [
+            (good + 1, "rejected".into(), false),
+            (good, "accepted".into(), true)
+        ]
     );
     assert_eq!(app.get_ok("/v1/model").await["version"], good);
     assert_eq!(app.recommend("u0", "").await["model_version"], good);
@@ -178,7 +212,11 @@ async fn a_restart_keeps_events_catalog_and_model() {
     app.put_item("i3", json!({"title": "Kept", "categories": ["kept"]}))
         .await;
     app.put_item("i4", json!({"available": false})).await;
-    let response = app.request(Method::DELETE, "/v1/items/i5").send().await.unwrap();
+    let response = app
+        .request(Method::DELETE, "/v1/items/i5")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     app.post_events_ok(&json!([
         event("buyer", "i0", "purchase"),
@@ -199,9 +237,17 @@ async fn a_restart_keeps_events_catalog_and_model() {
     assert_eq!(app.stored_events().await.len(), events_before);
     // The catalog.
     let kept = app.get_ok("/v1/items/i3").await;
-    assert_eq!((kept["title"].clone(), kept["categories"].clone()), (json!("Kept"), json!(["kept"])));
+    assert_eq!(
+        (kept["title"].clone(), kept["categories"].clone()),
+        (json!("Kept"), json!(["kept"]))
+    );
     assert_eq!(app.get_ok("/v1/items/i4").await["available"], false);
-    expect_error(app.get("/v1/items/i5").await, StatusCode::NOT_FOUND, "not_found").await;
+    expect_error(
+        app.get("/v1/items/i5").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     // The history: purchased and interacted items stay hidden, and so do i4 and i5.
     let body = app.recommend("buyer", "n=100").await;
     assert_eq!(body["source"], "personalized");

@@ -21,8 +21,19 @@ async fn recommendations_have_the_contract_shape() {
     let version = app.seed_and_train().await;
 
     let body = app.recommend("u0", "").await;
-    let fields: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
-    for field in ["user_id", "recommendation_id", "model_version", "source", "items"] {
+    let fields: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for field in [
+        "user_id",
+        "recommendation_id",
+        "model_version",
+        "source",
+        "items",
+    ] {
         assert!(fields.contains(&field), "{field} missing: {body}");
     }
     assert_eq!(body["user_id"], "u0");
@@ -35,7 +46,10 @@ async fn recommendations_have_the_contract_shape() {
 
     let body = app.recommend("u0", "n=3").await;
     assert_eq!(ids(&body).len(), 3);
-    assert_ne!(body["recommendation_id"], first, "each response has its own id");
+    assert_ne!(
+        body["recommendation_id"], first,
+        "each response has its own id"
+    );
 
     // An event carrying a recommendation_id is accepted (and credited, see ops).
     let click = json!({"user_id": "u0", "item_id": ids(&body)[0], "type": "click",
@@ -69,7 +83,8 @@ async fn one_acknowledged_purchase_makes_the_next_response_personal() {
     let before = app.recommend("newcomer", "").await;
     assert_eq!(before["source"], "popular");
 
-    app.post_events_ok(&event("newcomer", "i1", "purchase")).await;
+    app.post_events_ok(&event("newcomer", "i1", "purchase"))
+        .await;
     let after = app.recommend("newcomer", "").await;
     assert_eq!(after["source"], "personalized", "{after}");
     assert_eq!(after["model_version"], version, "no retraining happened");
@@ -79,7 +94,10 @@ async fn one_acknowledged_purchase_makes_the_next_response_personal() {
 }
 
 fn share_of_cluster(body: &Value, cluster: usize) -> usize {
-    ids(body).iter().filter(|i| cluster_of(i) == cluster).count()
+    ids(body)
+        .iter()
+        .filter(|i| cluster_of(i) == cluster)
+        .count()
 }
 
 #[tokio::test]
@@ -99,16 +117,14 @@ async fn the_latest_events_shape_the_very_next_recommendations() {
 
     // A planted user of cluster 1 turns to cluster 3: the very next answer follows.
     let before = app.recommend("u1", "n=10").await;
-    let turned: Vec<Value> = cluster_items(3)[..8]
+    let turned: Vec<Value> = cluster_items(3)[..12]
         .iter()
         .map(|i| event("u1", i, "purchase"))
         .collect();
     app.post_events_ok(&Value::Array(turned)).await;
     let after = app.recommend("u1", "n=10").await;
-    assert!(
-        share_of_cluster(&after, 3) > share_of_cluster(&before, 3) + 2,
-        "before: {before}\nafter: {after}"
-    );
+    let (was, now) = (share_of_cluster(&before, 3), share_of_cluster(&after, 3));
+    assert!(now > was && now >= 5, "before: {before}\nafter: {after}");
 }
 
 #[tokio::test]
@@ -132,7 +148,10 @@ async fn hidden_items_never_come_back() {
     let shown = every(&body);
     assert_eq!(body["user_id"], user);
     for hidden in ["i0", "i1", "i2", "i3"] {
-        assert!(!shown.contains(&hidden.to_owned()), "{hidden} shown: {body}");
+        assert!(
+            !shown.contains(&hidden.to_owned()),
+            "{hidden} shown: {body}"
+        );
     }
     assert_eq!(shown.len(), ITEMS - 4);
 
@@ -140,14 +159,20 @@ async fn hidden_items_never_come_back() {
     let shown = every(&body);
     assert!(shown.contains(&"i1".to_owned()) && shown.contains(&"i2".to_owned()));
     assert!(!shown.contains(&"i0".to_owned()), "purchased: never");
-    assert!(!shown.contains(&"i3".to_owned()), "purchased after a click: never");
+    assert!(
+        !shown.contains(&"i3".to_owned()),
+        "purchased after a click: never"
+    );
 
     let body = app
         .get_ok(&path("n=100&include_interacted=true&exclude=i4,i5,,i1"))
         .await;
     let shown = every(&body);
     for hidden in ["i0", "i1", "i3", "i4", "i5"] {
-        assert!(!shown.contains(&hidden.to_owned()), "{hidden} shown: {body}");
+        assert!(
+            !shown.contains(&hidden.to_owned()),
+            "{hidden} shown: {body}"
+        );
     }
     assert!(shown.contains(&"i2".to_owned()));
 }
@@ -156,12 +181,25 @@ async fn hidden_items_never_come_back() {
 async fn unavailable_and_deleted_items_are_never_recommended() {
     let app = TestApp::spawn().await;
     app.seed_and_train().await;
+    // Asked once before the catalog changes, so whatever is cached for u2 predates them.
+    let before = app.recommend("u2", "n=100").await;
+    assert!(["i10", "i11", "i12"]
+        .iter()
+        .any(|i| ids(&before).contains(&i.to_string())));
     app.put_item("i10", json!({"available": false})).await;
     // i11 is known from events only; deleting it still hides it for good.
-    let response = app.request(Method::DELETE, "/v1/items/i11").send().await.unwrap();
+    let response = app
+        .request(Method::DELETE, "/v1/items/i11")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
     app.put_item("i12", json!({})).await;
-    let response = app.request(Method::DELETE, "/v1/items/i12").send().await.unwrap();
+    let response = app
+        .request(Method::DELETE, "/v1/items/i12")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
     let gone = ["i10", "i11", "i12"];
 
@@ -199,7 +237,9 @@ async fn a_category_filter_returns_only_that_category() {
             json!({"item_id": item(i), "categories": [category, "all"]})
         })
         .collect();
-    let response = app.send_json(Method::POST, "/v1/items", &Value::Array(items)).await;
+    let response = app
+        .send_json(Method::POST, "/v1/items", &Value::Array(items))
+        .await;
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     let shoes: Vec<String> = [0, 3, 6, 9].map(item).to_vec();
 
@@ -219,7 +259,10 @@ async fn a_category_filter_returns_only_that_category() {
     }
     let none = app.recommend("u0", "category=socks").await;
     assert_eq!(ids(&none), Vec::<String>::new());
-    assert_eq!(ids(&app.get_ok("/v1/popular?n=5&category=all").await).len(), 5);
+    assert_eq!(
+        ids(&app.get_ok("/v1/popular?n=5&category=all").await).len(),
+        5
+    );
 }
 
 #[tokio::test]
@@ -233,7 +276,10 @@ async fn similar_items_come_from_the_same_taste() {
     assert_eq!(similar.len(), 5);
     assert!(!similar.contains(&"i4".to_owned()), "not itself");
     scores_descend(&body);
-    let same = similar.iter().filter(|i| cluster_of(i) == cluster_of("i4")).count();
+    let same = similar
+        .iter()
+        .filter(|i| cluster_of(i) == cluster_of("i4"))
+        .count();
     assert!(same >= 4, "{body}");
     assert_eq!(ids(&app.get_ok("/v1/items/i4/similar").await).len(), 10);
 

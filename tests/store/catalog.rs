@@ -294,4 +294,3 @@ pub async fn unicode_ids_are_distinct(store: DynStore) {
         .unwrap()
         .is_none());
 }
-
