@@ -235,7 +235,11 @@ impl Replica {
             // Named in pg_stat_activity, so a test can tell whose connection holds the lease.
             .env(
                 "DATABASE_URL",
-                with_param(database_url, "application_name", &format!("recloop-{name}")),
+                if database_url.starts_with("postgres") {
+                    with_param(database_url, "application_name", &format!("recloop-{name}"))
+                } else {
+                    database_url.to_owned()
+                },
             )
             .current_dir(dir.path())
             .stdin(Stdio::null())
@@ -313,6 +317,32 @@ impl Replica {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGTERM: a graceful stop, as an orchestrator asks for one.
+    pub fn terminate(&self) {
+        let child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(child) = child.as_ref() {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("running kill");
+            assert!(status.success(), "kill -TERM failed");
+        }
+    }
+
+    /// Waits for the process to exit by itself; its exit status, or None if still running.
+    pub async fn wait_exit(&self, within: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
+                return Some(status);
+            }
+            drop(child);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// The last `lines` lines of the replica's log.

@@ -6,7 +6,9 @@
 //! - `propagation`: a newly accepted model reaches the other replica (NOTIFY, and the
 //!   polling fallback), with the delay printed as a figure;
 //! - `takeover`: the training replica killed mid-training, another one takes over;
-//! - `outage`: PostgreSQL stopped and started again under two running replicas.
+//! - `outage`: PostgreSQL stopped and started again under two running replicas;
+//! - `shutdown`: SIGTERM drains the requests in flight and stops the process cleanly (SQLite:
+//!   this one needs no PostgreSQL).
 //!
 //! The PostgreSQL tests need `RECLOOP_TEST_POSTGRES_URL` (a superuser URL): run them through
 //! `scripts/with-postgres cargo test --test replicas`. Without it they say "skipped" and pass,
@@ -23,4 +25,5 @@ mod lease;
 mod outage;
 mod propagation;
 mod realtime;
+mod shutdown;
 mod takeover;
