@@ -62,7 +62,8 @@ impl PostgresStore {
 /// listener reconnects by itself after an outage; a notification missed meanwhile is caught
 /// by the trainer's polling, and a reconnect wakes the waiters once to be sure.
 async fn listen_for_models(pool: PgPool, models: Arc<Notify>) {
-    loop {
+    // Ends with the pool, so a closed store lets go of its connections.
+    while !pool.is_closed() {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
             Err(e) => {

@@ -51,11 +51,23 @@ impl SqliteStore {
             .foreign_keys(true);
         // One writing connection: SQLite has one writer anyway, and the group-commit task
         // is the one place that decides what goes into a transaction.
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await?;
+        // Switching a new file to WAL takes an exclusive lock that the busy timeout does not
+        // wait for: when several processes open a new database at once, retry a little.
+        let mut attempt = 0;
+        let write = loop {
+            let opened = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.clone())
+                .await;
+            match opened {
+                Err(sqlx::Error::Database(e)) if is_busy(e.as_ref()) && attempt < 50 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
+                }
+                other => break other?,
+            }
+        };
         let migrator = sqlx::migrate!("./migrations/sqlite");
         if let Err(first) = migrator.run(&write).await {
             // SQLite has no migration lock: another opener may have applied them meanwhile.
@@ -74,6 +86,13 @@ impl SqliteStore {
             appends,
         })
     }
+}
+
+/// SQLITE_BUSY, in any of its extended forms (the primary code is the low byte).
+fn is_busy(e: &dyn sqlx::error::DatabaseError) -> bool {
+    e.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
 }
 
 /// Drains every append waiting in the queue into one transaction, commits once, answers all.

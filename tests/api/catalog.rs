@@ -5,9 +5,8 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn items_are_put_read_upserted_and_deleted() {
-    let app = TestApp::spawn().await;
+pub async fn items_are_put_read_upserted_and_deleted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
 
     let stored = app
         .put_item(
@@ -76,9 +75,8 @@ async fn items_are_put_read_upserted_and_deleted() {
     app.get_ok("/v1/items/sku-3").await;
 }
 
-#[tokio::test]
-async fn unknown_items_are_404() {
-    let app = TestApp::spawn().await;
+pub async fn unknown_items_are_404(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     expect_error(
         app.get("/v1/items/nope").await,
         StatusCode::NOT_FOUND,
@@ -126,9 +124,8 @@ async fn assert_put_rejected(app: &TestApp, id: &str, body: Value, field: &str) 
     );
 }
 
-#[tokio::test]
-async fn invalid_items_are_422_and_store_nothing() {
-    let app = TestApp::spawn().await;
+pub async fn invalid_items_are_422_and_store_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let cases = [
         (json!({"colour": "red"}), "colour"),
         (json!({"title": 5}), "title"),

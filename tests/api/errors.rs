@@ -6,9 +6,8 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn malformed_json_is_400() {
-    let app = TestApp::spawn().await;
+pub async fn malformed_json_is_400(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for (path, method) in [
         ("/v1/events", Method::POST),
         ("/v1/items", Method::POST),
@@ -28,9 +27,8 @@ async fn malformed_json_is_400() {
     assert!(app.stored_events().await.is_empty());
 }
 
-#[tokio::test]
-async fn a_body_that_is_not_json_is_415() {
-    let app = TestApp::spawn().await;
+pub async fn a_body_that_is_not_json_is_415(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let valid = json!({"user_id": "u", "item_id": "i", "type": "view"}).to_string();
     for content_type in [
         Some("text/plain"),
@@ -67,9 +65,8 @@ async fn a_body_that_is_not_json_is_415() {
     assert_eq!(app.stored_events().await.len(), 1);
 }
 
-#[tokio::test]
-async fn an_oversized_body_is_413_and_stores_nothing() {
-    let app = TestApp::spawn_with(|c| c.max_body_bytes = 1024).await;
+pub async fn an_oversized_body_is_413_and_stores_nothing(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.max_body_bytes = 1024).await;
     let big: Vec<_> = (0..40)
         .map(|i| event(&format!("user-{i}"), &format!("item-{i}"), "view"))
         .collect();
@@ -92,9 +89,8 @@ async fn an_oversized_body_is_413_and_stores_nothing() {
     assert_eq!(counts.accepted, 1);
 }
 
-#[tokio::test]
-async fn unknown_routes_are_404_and_wrong_methods_405_in_the_envelope() {
-    let app = TestApp::spawn().await;
+pub async fn unknown_routes_are_404_and_wrong_methods_405_in_the_envelope(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for path in ["/v1/nope", "/v2/events", "/v1/users/u1", "/"] {
         expect_error(app.get(path).await, StatusCode::NOT_FOUND, "not_found").await;
     }
@@ -118,9 +114,8 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_the_envelope() {
     .await;
 }
 
-#[tokio::test]
-async fn query_parameters_are_checked() {
-    let app = TestApp::spawn().await;
+pub async fn query_parameters_are_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     app.put_item("known", json!({})).await;
     let bases = [
         "/v1/users/u1/recommendations",

@@ -6,9 +6,8 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn one_event_and_a_batch_are_accepted_and_stored() {
-    let app = TestApp::spawn().await;
+pub async fn one_event_and_a_batch_are_accepted_and_stored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
 
     let one = app.post_events_ok(&event("u1", "sku-1", "view")).await;
     assert_eq!(
@@ -28,28 +27,38 @@ async fn one_event_and_a_batch_are_accepted_and_stored() {
     let counts = app.post_events_ok(&batch).await;
     assert_eq!((counts.accepted, counts.duplicates), (3, 0));
 
+    // Requests are stored in the order they were acknowledged; the events of one batch in any
+    // order (PostgreSQL inserts them in event-id order, so concurrent batches cannot deadlock).
     let rows = app.stored_events().await;
     assert_eq!(rows.len(), 4);
-    let kinds: Vec<EventType> = rows.iter().map(|r| r.event_type).collect();
+    let stored = |user: &str, item: &str| -> (EventType, i64) {
+        let row = rows
+            .iter()
+            .find(|r| r.user_id == user && r.item_id == item)
+            .unwrap_or_else(|| panic!("{user} on {item} not stored: {rows:?}"));
+        (row.event_type, row.ts_ms)
+    };
     assert_eq!(
-        kinds,
-        [
-            EventType::View,
-            EventType::Click,
-            EventType::AddToCart,
-            EventType::Purchase
-        ]
+        (&rows[0].user_id[..], &rows[0].item_id[..]),
+        ("u1", "sku-1")
     );
     // Explicit timestamps are kept (offsets honoured); omitted ones are the server's clock.
-    assert_eq!(rows[1].ts_ms, 1_588_327_200_000);
-    assert_eq!(rows[2].ts_ms, 1_588_327_200_000);
     let now_ms = chrono::Utc::now().timestamp_millis();
-    assert!((now_ms - rows[0].ts_ms).abs() < 60_000, "{}", rows[0].ts_ms);
+    let (kind, ts_ms) = stored("u1", "sku-1");
+    assert_eq!(kind, EventType::View);
+    assert!((now_ms - ts_ms).abs() < 60_000, "{ts_ms}");
+    assert_eq!(stored("u1", "sku-2"), (EventType::Click, 1_588_327_200_000));
+    assert_eq!(
+        stored("u2", "sku-2"),
+        (EventType::AddToCart, 1_588_327_200_000)
+    );
+    let (kind, ts_ms) = stored("u2", "sku-3");
+    assert_eq!(kind, EventType::Purchase);
+    assert!((now_ms - ts_ms).abs() < 60_000, "{ts_ms}");
 }
 
-#[tokio::test]
-async fn ids_are_used_as_they_are() {
-    let app = TestApp::spawn().await;
+pub async fn ids_are_used_as_they_are(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let longest = "é".repeat(256); // 256 characters, 512 bytes: the limit counts characters
     for id in ["42", "a/b c?d#e", "ünï-çødé", "SKU 00-7%", longest.as_str()] {
         app.post_events_ok(&event(id, id, "purchase")).await;
@@ -60,9 +69,8 @@ async fn ids_are_used_as_they_are() {
     assert_eq!(rows[4].item_id, longest);
 }
 
-#[tokio::test]
-async fn same_event_id_is_stored_once() {
-    let app = TestApp::spawn().await;
+pub async fn same_event_id_is_stored_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let e = |id: &str, item: &str| json!({"user_id": "u1", "item_id": item, "type": "purchase", "event_id": id});
 
     // Twice in one batch.
@@ -104,9 +112,8 @@ async fn assert_rejected(app: &TestApp, bad: Value, field: &str) {
     );
 }
 
-#[tokio::test]
-async fn a_batch_breaking_any_rule_is_rejected_whole() {
-    let app = TestApp::spawn().await;
+pub async fn a_batch_breaking_any_rule_is_rejected_whole(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let future = rfc3339(chrono::Utc::now().timestamp() + 6 * 60);
     let cases: Vec<(Value, &str)> = vec![
         // Wrong types.
@@ -202,9 +209,8 @@ async fn a_batch_breaking_any_rule_is_rejected_whole() {
     );
 }
 
-#[tokio::test]
-async fn every_broken_rule_is_reported() {
-    let app = TestApp::spawn().await;
+pub async fn every_broken_rule_is_reported(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let body = json!([
         event("u", "i", "view"),
         {"user_id": "", "item_id": 5, "type": "like", "colour": "red"},
@@ -241,9 +247,8 @@ async fn every_broken_rule_is_reported() {
     assert!(app.stored_events().await.is_empty());
 }
 
-#[tokio::test]
-async fn batch_size_is_1_to_10000() {
-    let app = TestApp::spawn().await;
+pub async fn batch_size_is_1_to_10000(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let response = app.post_events(&json!([])).await;
     expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch").await;
 
@@ -263,9 +268,10 @@ async fn batch_size_is_1_to_10000() {
     assert_eq!(app.stored_events().await.len(), 10_000);
 }
 
-#[tokio::test]
-async fn timestamps_up_to_five_minutes_ahead_and_far_in_the_past_are_accepted() {
-    let app = TestApp::spawn().await;
+pub async fn timestamps_up_to_five_minutes_ahead_and_far_in_the_past_are_accepted(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
     let soon = rfc3339(chrono::Utc::now().timestamp() + 4 * 60);
     let body = json!([
         {"user_id": "u", "item_id": "i", "type": "view", "timestamp": soon},
@@ -275,11 +281,10 @@ async fn timestamps_up_to_five_minutes_ahead_and_far_in_the_past_are_accepted() 
     assert_eq!(app.post_events_ok(&body).await.accepted, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_concurrent_writers_lose_nothing() {
+pub async fn many_concurrent_writers_lose_nothing(backend: Backend) {
     const WRITERS: usize = 32;
     const EACH: usize = 50;
-    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let app = std::sync::Arc::new(TestApp::spawn(backend).await);
     let event_of = |w: usize, k: usize| {
         json!({"user_id": format!("w{w}"), "item_id": format!("i{}", k % 7),
                "type": "click", "event_id": format!("w{w}-e{k}")})

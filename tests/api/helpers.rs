@@ -1,9 +1,8 @@
-//! The harness: a real recloop on a real port (127.0.0.1:0), each test with its own SQLite
-//! database in its own temporary directory, removed when the `TestApp` is dropped.
+//! The harness: a real recloop on a real port (127.0.0.1:0), each test with its own database
+//! on the backend it runs on (see `backend`), removed when the `TestApp` is dropped.
 
 use std::{sync::Arc, time::Duration};
 
-pub use crate::data::*;
 use recloop::{
     api::AppState,
     config::Config,
@@ -11,13 +10,14 @@ use recloop::{
 };
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
-use tempfile::TempDir;
-
 use tokio::{
     net::TcpListener,
     sync::{oneshot, watch},
     task::JoinHandle,
 };
+
+use crate::backend::{Connections, TestDb};
+pub use crate::{backend::Backend, data::*};
 
 /// A running server and the way to stop it.
 struct Server {
@@ -38,8 +38,10 @@ pub struct TestApp {
     /// How many requests have entered the router (counted before any handler runs).
     pub arrivals: Arc<watch::Sender<usize>>,
     server: Option<Server>,
+    /// The running instance's database connections, ended on `restart`.
+    connections: Connections,
     // Declared last so it is removed after everything that holds the database open.
-    _dir: TempDir,
+    db: TestDb,
 }
 
 /// `accepted` and `duplicates` of a `POST /v1/events` answer.
@@ -51,31 +53,30 @@ pub struct Counts {
 
 impl TestApp {
     /// The defaults, without background training and with a small model (see `small_model`).
-    pub async fn spawn() -> Self {
-        Self::spawn_with(|_| {}).await
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
     }
 
-    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
-        Self::spawn_on(configure, |store| store).await
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_on(backend, configure, |store| store).await
     }
 
     /// Like `spawn_with`, with the opened store wrapped (e.g. to inject faults).
     pub async fn spawn_on(
+        backend: Backend,
         configure: impl FnOnce(&mut Config),
         wrap: impl FnOnce(DynStore) -> DynStore,
     ) -> Self {
-        let dir = tempfile::tempdir().expect("creating a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        let mut config = Config::default_for(url);
+        let db = TestDb::create(backend).await;
+        let mut config = Config::default_for(db.url());
         // Background training never surprises a test (and the loop is not started anyway).
         config.retrain_interval_secs = 0;
         config.retrain_after_events = 0;
         small_model(&mut config);
         configure(&mut config);
         config.validate().expect("a valid test configuration");
-        let store = recloop::store::connect(&config.database_url)
-            .await
-            .expect("opening the test database");
+        assert_eq!(config.database_url, db.url(), "the test's own database");
+        let (store, connections) = db.open().await;
         let app = recloop::build_app_with_store(Arc::new(config.clone()), wrap(store))
             .await
             .expect("building the app");
@@ -94,15 +95,26 @@ impl TestApp {
             bearer,
             arrivals,
             server: Some(server),
-            _dir: dir,
+            connections,
+            db,
         }
     }
 
-    /// Stops the server (graceful: connections closed, serve task ended), drops the app and
-    /// builds a new one on the same database file, as a process restart would.
+    /// The test's database, to act on it from outside the app.
+    pub fn db(&self) -> &TestDb {
+        &self.db
+    }
+
+    /// Stops the server (graceful: connections closed, serve task ended), ends the instance's
+    /// database connections, and builds a new app on the same database (the same file, or the
+    /// same PostgreSQL database reconnected to), as a process restart would. Any store wrapper
+    /// of `spawn_on` is not applied again.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let app = recloop::build_app(self.config.clone())
+        std::mem::take(&mut self.connections).close().await;
+        let (store, connections) = self.db.open().await;
+        self.connections = connections;
+        let app = recloop::build_app_with_store(Arc::new(self.config.clone()), store)
             .await
             .expect("rebuilding the app on the same database");
         let (base, server) = serve(app.router, self.arrivals.clone()).await;

@@ -18,9 +18,8 @@ async fn run_import(app: &TestApp, path: &Path) -> anyhow::Result<import::Import
     import::import(&app.state.store, events, false).await
 }
 
-#[tokio::test]
-async fn a_csv_log_is_imported() {
-    let app = TestApp::spawn().await;
+pub async fn a_csv_log_is_imported(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_csv(
         dir.path(),
@@ -59,9 +58,8 @@ async fn a_csv_log_is_imported() {
     assert_eq!(app.stored_events().await.len(), 5);
 }
 
-#[tokio::test]
-async fn a_bad_row_fails_with_its_line_number_and_stores_nothing() {
-    let app = TestApp::spawn().await;
+pub async fn a_bad_row_fails_with_its_line_number_and_stores_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         // Line 4 (the header is line 1) has an unknown type.

@@ -64,9 +64,8 @@ async fn expect_refused(response: Response, status: StatusCode, code: &str) {
     );
 }
 
-#[tokio::test]
-async fn the_api_key_guards_every_v1_route() {
-    let app = TestApp::spawn_with(|c| c.api_key = Some(API_KEY.parse().unwrap())).await;
+pub async fn the_api_key_guards_every_v1_route(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.api_key = Some(API_KEY.parse().unwrap())).await;
     let wrong = [
         None,
         Some("Bearer wrong".to_owned()),
@@ -98,9 +97,8 @@ async fn the_api_key_guards_every_v1_route() {
     assert_eq!(app.stored_events().await.len(), 1);
 }
 
-#[tokio::test]
-async fn operations_routes_need_no_key() {
-    let app = TestApp::spawn_with(|c| {
+pub async fn operations_routes_need_no_key(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
         c.api_key = Some(API_KEY.parse().unwrap());
         c.admin_key = Some(ADMIN_KEY.parse().unwrap());
     })
@@ -116,9 +114,8 @@ async fn operations_routes_need_no_key() {
     }
 }
 
-#[tokio::test]
-async fn admin_routes_need_the_admin_key() {
-    let app = TestApp::spawn_with(|c| {
+pub async fn admin_routes_need_the_admin_key(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
         c.api_key = Some(API_KEY.parse().unwrap());
         c.admin_key = Some(ADMIN_KEY.parse().unwrap());
     })
@@ -165,9 +162,9 @@ async fn admin_routes_need_the_admin_key() {
     }
 }
 
-#[tokio::test]
-async fn an_admin_key_alone_leaves_reads_open() {
-    let app = TestApp::spawn_with(|c| c.admin_key = Some(ADMIN_KEY.parse().unwrap())).await;
+pub async fn an_admin_key_alone_leaves_reads_open(backend: Backend) {
+    let app =
+        TestApp::spawn_with(backend, |c| c.admin_key = Some(ADMIN_KEY.parse().unwrap())).await;
     for route in api_routes() {
         let status = call(&app, &route, None).await.status();
         assert_ne!(status, StatusCode::UNAUTHORIZED, "{} {}", route.0, route.1);

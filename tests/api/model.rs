@@ -29,9 +29,8 @@ fn versions_of(body: &Value) -> Vec<(i64, String, bool)> {
         .collect()
 }
 
-#[tokio::test]
-async fn there_is_no_model_before_the_first_training() {
-    let app = TestApp::spawn().await;
+pub async fn there_is_no_model_before_the_first_training(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     expect_error(
         app.get("/v1/model").await,
         StatusCode::NOT_FOUND,
@@ -55,9 +54,8 @@ async fn there_is_no_model_before_the_first_training() {
     .await;
 }
 
-#[tokio::test]
-async fn a_training_is_reported_by_model_and_versions() {
-    let app = TestApp::spawn().await;
+pub async fn a_training_is_reported_by_model_and_versions(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let first = app.seed_and_train().await;
 
     let model = app.get_ok("/v1/model").await;
@@ -112,9 +110,8 @@ async fn a_training_is_reported_by_model_and_versions() {
     assert_eq!(app.recommend("u3", "").await["model_version"], first + 1);
 }
 
-#[tokio::test]
-async fn a_worse_candidate_is_rejected_and_the_old_model_keeps_serving() {
-    let mut app = TestApp::spawn_with(default_model).await;
+pub async fn a_worse_candidate_is_rejected_and_the_old_model_keeps_serving(backend: Backend) {
+    let mut app = TestApp::spawn_with(backend, default_model).await;
     // A smaller planted log than the standard one: default parameters fit slowly unoptimised.
     let log = planted(80, 32, 12, SEED);
     app.post_events_ok(&Value::Array(log)).await;
@@ -159,10 +156,9 @@ async fn only_serves(app: &TestApp, good: i64) {
     assert_eq!(app.recommend("nobody", "").await["model_version"], good);
 }
 
-#[tokio::test]
-async fn retrain_is_409_while_a_training_runs_and_wait_waits_it_out() {
+pub async fn retrain_is_409_while_a_training_runs_and_wait_waits_it_out(backend: Backend) {
     let faults = Faults::new();
-    let app = TestApp::spawn_on(|_| {}, faults.wrapper()).await;
+    let app = TestApp::spawn_on(backend, |_| {}, faults.wrapper()).await;
     let log = planted_log();
     app.post_events_ok(&Value::Array(log.clone())).await;
 
@@ -205,9 +201,8 @@ async fn retrain_is_409_while_a_training_runs_and_wait_waits_it_out() {
     assert_eq!(app.recommend("late", "").await["source"], "personalized");
 }
 
-#[tokio::test]
-async fn a_restart_keeps_events_catalog_and_model() {
-    let mut app = TestApp::spawn().await;
+pub async fn a_restart_keeps_events_catalog_and_model(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
     let version = app.seed_and_train().await;
     app.put_item("i3", json!({"title": "Kept", "categories": ["kept"]}))
         .await;

@@ -2,20 +2,17 @@
 
 use reqwest::{header::CONTENT_TYPE, Method, StatusCode};
 use serde_json::json;
-use sqlx::Connection;
 
 use crate::{faults::Faults, helpers::*};
 
-#[tokio::test]
-async fn health_and_readiness() {
-    let app = TestApp::spawn().await;
+pub async fn health_and_readiness(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn openapi_describes_every_contract_path() {
-    let app = TestApp::spawn().await;
+pub async fn openapi_describes_every_contract_path(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let doc = app.get_ok("/openapi.json").await;
     assert!(
         doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')),
@@ -71,9 +68,8 @@ fn metric_lines<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-#[tokio::test]
-async fn metrics_are_prometheus_text_with_recloop_names() {
-    let app = TestApp::spawn().await;
+pub async fn metrics_are_prometheus_text_with_recloop_names(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let version = app.seed_and_train().await;
     app.get_ok("/v1/popular").await;
     let rec = app.recommend("u0", "").await;
@@ -135,10 +131,9 @@ async fn metrics_are_prometheus_text_with_recloop_names() {
     );
 }
 
-#[tokio::test]
-async fn storage_down_is_503_and_half_writes_nothing() {
+pub async fn storage_down_is_503_and_half_writes_nothing(backend: Backend) {
     let faults = Faults::new();
-    let app = TestApp::spawn_on(|_| {}, faults.wrapper()).await;
+    let app = TestApp::spawn_on(backend, |_| {}, faults.wrapper()).await;
     app.seed_and_train().await;
     let stored = app.stored_events().await.len();
 
@@ -191,22 +186,15 @@ async fn storage_down_is_503_and_half_writes_nothing() {
 /// Contract: a 503 means "retry; nothing was half-written". A POST /v1/events that times out
 /// while the database is busy must therefore not store its events afterwards; and if it is
 /// stored, it is acknowledged and shapes the user's next recommendations like any other.
-#[tokio::test]
-async fn an_events_request_answered_503_stores_nothing() {
-    let app = TestApp::spawn_with(|c| c.request_timeout_secs = 1).await;
+pub async fn an_events_request_answered_503_stores_nothing(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.request_timeout_secs = 1).await;
     app.seed_and_train().await;
     let user = "u1";
     let top = ids(&app.recommend(user, "").await)[0].clone();
 
-    // Another process (a backup, a migration) holds the database's write lock for a while:
-    // until the answer comes, or a little past the request timeout if it does not.
-    let mut locker = sqlx::SqliteConnection::connect(&app.config.database_url)
-        .await
-        .expect("a second connection");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    // Another process (a backup, a migration) keeps every writer out for a while: until the
+    // answer comes, or a little past the request timeout if it does not.
+    let lock = app.db().lock_writes().await;
     let purchase = json!({"user_id": user, "item_id": top, "type": "purchase"});
     let request = app
         .request(Method::POST, "/v1/events")
@@ -218,8 +206,7 @@ async fn an_events_request_answered_503_stores_nothing() {
         answered = &mut request => Some(answered),
         _ = tokio::time::sleep(lock_for) => None,
     };
-    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
-    locker.close().await.unwrap();
+    lock.release().await;
     let response = match early {
         Some(answered) => answered,
         None => within(request).await,

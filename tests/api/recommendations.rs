@@ -15,9 +15,8 @@ fn scores_descend(body: &Value) {
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{body}");
 }
 
-#[tokio::test]
-async fn recommendations_have_the_contract_shape() {
-    let app = TestApp::spawn().await;
+pub async fn recommendations_have_the_contract_shape(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let version = app.seed_and_train().await;
 
     let body = app.recommend("u0", "").await;
@@ -57,9 +56,8 @@ async fn recommendations_have_the_contract_shape() {
     assert_eq!(app.post_events_ok(&click).await.accepted, 1);
 }
 
-#[tokio::test]
-async fn a_user_without_history_gets_popular_items_never_an_error() {
-    let app = TestApp::spawn().await;
+pub async fn a_user_without_history_gets_popular_items_never_an_error(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     // Before any model: still 200.
     let body = app.recommend("nobody", "").await;
     assert_eq!(body["source"], "popular");
@@ -75,9 +73,8 @@ async fn a_user_without_history_gets_popular_items_never_an_error() {
     assert_eq!(ids(&body).len(), 10);
 }
 
-#[tokio::test]
-async fn one_acknowledged_purchase_makes_the_next_response_personal() {
-    let app = TestApp::spawn().await;
+pub async fn one_acknowledged_purchase_makes_the_next_response_personal(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let version = app.seed_and_train().await;
 
     let before = app.recommend("newcomer", "").await;
@@ -100,9 +97,8 @@ fn share_of_cluster(body: &Value, cluster: usize) -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn the_latest_events_shape_the_very_next_recommendations() {
-    let app = TestApp::spawn().await;
+pub async fn the_latest_events_shape_the_very_next_recommendations(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     app.seed_and_train().await;
 
     // A newcomer buys four items of cluster 2: the next ten are mostly cluster 2.
@@ -127,9 +123,8 @@ async fn the_latest_events_shape_the_very_next_recommendations() {
     assert!(now > was && now >= 5, "before: {before}\nafter: {after}");
 }
 
-#[tokio::test]
-async fn hidden_items_never_come_back() {
-    let app = TestApp::spawn().await;
+pub async fn hidden_items_never_come_back(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     app.seed_and_train().await;
     let user = "a/b c"; // an id that needs encoding in the path
     let path = |query: &str| format!("/v1/users/{}/recommendations?{query}", enc(user));
@@ -177,9 +172,8 @@ async fn hidden_items_never_come_back() {
     assert!(shown.contains(&"i2".to_owned()));
 }
 
-#[tokio::test]
-async fn unavailable_and_deleted_items_are_never_recommended() {
-    let app = TestApp::spawn().await;
+pub async fn unavailable_and_deleted_items_are_never_recommended(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     app.seed_and_train().await;
     // Asked once before the catalog changes, so whatever is cached for u2 predates them.
     let before = app.recommend("u2", "n=100").await;
@@ -227,9 +221,8 @@ async fn unavailable_and_deleted_items_are_never_recommended() {
     assert!(ids(&app.get_ok("/v1/popular?n=100").await).contains(&"i10".to_owned()));
 }
 
-#[tokio::test]
-async fn a_category_filter_returns_only_that_category() {
-    let app = TestApp::spawn().await;
+pub async fn a_category_filter_returns_only_that_category(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     app.seed_and_train().await;
     let items: Vec<Value> = (0..12)
         .map(|i| {
@@ -265,9 +258,8 @@ async fn a_category_filter_returns_only_that_category() {
     );
 }
 
-#[tokio::test]
-async fn similar_items_come_from_the_same_taste() {
-    let app = TestApp::spawn().await;
+pub async fn similar_items_come_from_the_same_taste(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let version = app.seed_and_train().await;
     let body = app.get_ok("/v1/items/i4/similar?n=5").await;
     assert_eq!(body["item_id"], "i4");
@@ -289,9 +281,8 @@ async fn similar_items_come_from_the_same_taste() {
     assert_eq!(body["items"], json!([]));
 }
 
-#[tokio::test]
-async fn popular_lists_recent_popularity() {
-    let app = TestApp::spawn().await;
+pub async fn popular_lists_recent_popularity(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let before = app.get_ok("/v1/popular").await;
     assert!(before["items"].is_array());
     let version = app.seed_and_train().await;

@@ -335,11 +335,13 @@ impl Replica {
     pub async fn wait_exit(&self, within: Duration) -> Option<std::process::ExitStatus> {
         let started = Instant::now();
         while started.elapsed() < within {
-            let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
-                return Some(status);
+            let exited = {
+                let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+                child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+            };
+            if exited.is_some() {
+                return exited;
             }
-            drop(child);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None

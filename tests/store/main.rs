@@ -1,7 +1,7 @@
 //! The conformance suite of `recloop::store::Store`: every case is written once, against the
 //! trait, and runs on both backends, as `sqlite::<case>` (a database file in a temporary
 //! directory) and `postgres::<case>` (a database of its own on the server named by
-//! `RECLOOP_TEST_POSTGRES_URL`; see `backend`). Run both with
+//! `RECLOOP_TEST_POSTGRES_URL`; see `backend` and `../common/pg.rs`). Run both with
 //!
 //!     scripts/with-postgres cargo test --test store
 
@@ -11,6 +11,8 @@ mod events;
 mod json;
 mod lifecycle;
 mod models;
+#[path = "../common/pg.rs"]
+mod pg;
 mod support;
 
 /// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]` per case.
