@@ -6,6 +6,7 @@ pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod domain;
+pub mod evaluate;
 pub mod import;
 pub mod model;
 pub mod serving;

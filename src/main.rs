@@ -23,6 +23,18 @@ enum Command {
     Serve(#[command(flatten)] Box<Config>),
     /// Train once against the configured database and print the version and its metrics.
     Train(#[command(flatten)] Box<Config>),
+    /// Score the training pipeline offline on a given split (evaluation.md's protocol).
+    Evaluate {
+        #[arg(long)]
+        train: PathBuf,
+        #[arg(long)]
+        test: PathBuf,
+        /// One JSON line per algorithm instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: Box<Config>,
+    },
     /// Bulk-load an event log (CSV: user_id,item_id,type,timestamp).
     Import {
         file: PathBuf,
@@ -58,6 +70,19 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Evaluate {
+            train,
+            test,
+            json,
+            config,
+        } => recloop::evaluate::run(
+            &train,
+            &test,
+            &config.weights(),
+            &config.als_params(),
+            config.popularity_half_life_days,
+            json,
+        ),
         Command::Import { file, config } => {
             recloop::telemetry::init_tracing(config.log_json);
             let app = recloop::build_app(*config).await?;

@@ -178,6 +178,7 @@ pub fn fit_and_gate(
         "ndcg_at_10": candidate.ndcg_at_10,
         "recall_at_20": candidate.recall_at_20,
         "hr_at_10": candidate.hr_at_10,
+        "coverage_at_10": candidate.coverage_at_10,
         "evaluated_users": candidate.users,
         "holdout_events": test.len(),
         "popularity_ndcg_at_10": popular.ndcg_at_10,

@@ -88,7 +88,7 @@ pub fn evaluate(
     let mut users: Vec<(u32, HashSet<u32>)> = relevant.into_iter().collect();
     users.sort_unstable_by_key(|(u, _)| *u);
 
-    let per_user: Vec<[f64; 3]> = users
+    let per_user: Vec<([f64; 3], Vec<u32>)> = users
         .par_iter()
         .map_init(
             || vec![0.0f32; n_items],
@@ -105,11 +105,12 @@ pub fn evaluate(
                         .into_iter()
                         .map(|(i, _)| i)
                         .collect();
-                [
+                let metrics = [
                     ndcg_at_k(&ranked, rel, 10),
                     recall_at_k(&ranked, rel, 20),
                     hit_at_k(&ranked, rel, 10),
-                ]
+                ];
+                (metrics, ranked.into_iter().take(10).collect())
             },
         )
         .collect();
@@ -120,15 +121,19 @@ pub fn evaluate(
     }
     // Summed in user order, so the figures are reproducible to the last bit.
     let mut sums = [0.0f64; 3];
-    for m in &per_user {
+    let mut shown: HashSet<u32> = HashSet::new();
+    for (m, top) in &per_user {
         for (s, v) in sums.iter_mut().zip(m) {
             *s += v;
         }
+        shown.extend(top);
     }
+    let catalog = in_train.iter().filter(|&&s| s).count().max(1);
     Quality {
         ndcg_at_10: sums[0] / n as f64,
         recall_at_20: sums[1] / n as f64,
         hr_at_10: sums[2] / n as f64,
+        coverage_at_10: shown.len() as f64 / catalog as f64,
         users: n,
     }
 }
@@ -145,6 +150,29 @@ mod tests {
             ts,
             purchase,
         }
+    }
+
+    #[test]
+    fn coverage_counts_distinct_items_in_the_top_10s() {
+        // 12 items in train (user 2 touched them all); users 0 and 1 each own one item.
+        let mut train: Vec<LogEvent> = (0..12).map(|i| ev(2, i, 0, false)).collect();
+        train.push(ev(0, 0, 0, false));
+        train.push(ev(1, 1, 0, false));
+        let data = Interactions::from_events(3, 12, &train);
+        let test = [ev(0, 11, 1, true), ev(1, 5, 1, true)];
+        // Every user scores item i as i: user 0's top 10 is 11..=2, user 1's too (their own
+        // items 0 and 1 rank below anyway), so 10 of the 12 items are shown.
+        let q = evaluate(&data, &test, |_, out| {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = i as f32;
+            }
+        });
+        assert_eq!(q.users, 2);
+        assert!((q.coverage_at_10 - 10.0 / 12.0).abs() < 1e-12);
+        // User 0's purchase (item 11) ranks first; user 1's (item 5) ranks 7th.
+        assert!((q.hr_at_10 - 1.0).abs() < 1e-12);
+        let ndcg1 = 1.0 / (8.0f64).log2();
+        assert!((q.ndcg_at_10 - (1.0 + ndcg1) / 2.0).abs() < 1e-12);
     }
 
     #[test]

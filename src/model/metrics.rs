@@ -60,6 +60,10 @@ pub struct Quality {
     pub recall_at_20: f64,
     /// Mean HR@10 (share of users with at least one hit in the top 10).
     pub hr_at_10: f64,
+    /// Catalog coverage@10: distinct items in the evaluated users' top 10s, over the items
+    /// seen in train.
+    #[serde(default)]
+    pub coverage_at_10: f64,
     /// Number of evaluated users.
     pub users: usize,
 }
