@@ -11,17 +11,14 @@ use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Mutex, Once, PoisonError},
+    sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::PgPool;
 use tempfile::TempDir;
-
-const POSTGRES_URL_VAR: &str = "RECLOOP_TEST_POSTGRES_URL";
-const REQUIRE_POSTGRES_VAR: &str = "RECLOOP_REQUIRE_POSTGRES";
 
 /// The advisory-lock key of the training lease (`TRAINING_LOCK` in `src/store/postgres.rs`):
 /// "recloop" in ASCII. Tests take it themselves to hold every replica's training off.
@@ -56,40 +53,7 @@ pub fn say(line: &str) {
 
 /// The superuser URL, or None (after saying so) when the PostgreSQL tests are to be skipped.
 pub fn postgres_admin_url() -> Option<String> {
-    match std::env::var(POSTGRES_URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var(REQUIRE_POSTGRES_VAR).as_deref() == Ok("1") => panic!(
-            "{POSTGRES_URL_VAR} is not set and {REQUIRE_POSTGRES_VAR}=1: \
-             run the tests through scripts/with-postgres"
-        ),
-        _ => {
-            static SAID: Once = Once::new();
-            SAID.call_once(|| {
-                say(&format!(
-                    "skipped: {POSTGRES_URL_VAR} is not set (run through scripts/with-postgres)"
-                ))
-            });
-            None
-        }
-    }
-}
-
-/// `url` with its database (the path) replaced by `database`, keeping any query string.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    let mut out = format!("{}/{database}", &base[..path]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
+    crate::pg::admin_url()
 }
 
 /// `url` with one more query parameter.
@@ -98,10 +62,10 @@ fn with_param(url: &str, key: &str, value: &str) -> String {
     format!("{url}{sep}{key}={value}")
 }
 
-/// A database of the test's own on a PostgreSQL server, dropped (`WITH (FORCE)`) on `Drop`.
+/// A database of the test's own on a PostgreSQL server, dropped (`WITH (FORCE)`) with it
+/// (the shared `tests/common/pg.rs` does the creating and the dropping).
 pub struct PgDatabase {
-    admin_url: String,
-    pub name: String,
+    _db: crate::pg::PgDatabase,
     /// The database's URL, for the replicas and for the test's own SQL.
     pub url: String,
 }
@@ -113,22 +77,10 @@ impl PgDatabase {
     }
 
     pub async fn create(admin_url: &str) -> Self {
-        let name = format!(
-            "recloop_replicas_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        let mut admin = PgConnection::connect(admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("connecting to the PostgreSQL server: {e}"));
-        admin
-            .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-            .await
-            .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
-        let _ = admin.close().await;
+        let db = crate::pg::PgDatabase::create(admin_url).await;
         Self {
-            admin_url: admin_url.to_owned(),
-            url: with_database(admin_url, &name),
-            name,
+            url: db.url().to_owned(),
+            _db: db,
         }
     }
 
@@ -138,42 +90,7 @@ impl PgDatabase {
             .max_connections(2)
             .connect(&self.url)
             .await
-            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.name))
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        // On a thread of its own with a runtime of its own: this runs inside the test's runtime
-        // (possibly while it unwinds), where blocking on a future is not allowed. Never panics.
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || -> Result<(), String> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&admin_url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                admin
-                    .execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let _ = admin.close().await;
-                Ok(())
-            })
-        })
-        .join();
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => say(&format!("could not drop test database {}: {e}", self.name)),
-            Err(_) => say(&format!(
-                "could not drop test database {}: panicked",
-                self.name
-            )),
-        }
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url))
     }
 }
 

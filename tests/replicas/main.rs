@@ -23,6 +23,8 @@ mod data;
 mod harness;
 mod lease;
 mod outage;
+#[path = "../common/pg.rs"]
+mod pg;
 mod propagation;
 mod realtime;
 mod shutdown;
