@@ -69,11 +69,7 @@ impl Split {
         let mut train: Vec<LogEvent> = train.iter().filter_map(convert).collect();
         let test: Vec<LogEvent> = test.iter().filter_map(convert).collect();
         // The order training fits in (see `IndexedLog`), so the figures match the service's.
-        train.sort_unstable_by(|a, b| {
-            (a.user, a.ts, a.item, a.purchase)
-                .cmp(&(b.user, b.ts, b.item, b.purchase))
-                .then(a.weight.total_cmp(&b.weight))
-        });
+        crate::model::interactions::sort_for_fit(&mut train);
         Self {
             n_users: user_ids.len(),
             n_items: items.len(),

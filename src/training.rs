@@ -85,11 +85,7 @@ impl IndexedLog {
                 purchase: r.event_type == EventType::Purchase,
             })
             .collect();
-        events.sort_unstable_by(|a, b| {
-            (a.user, a.ts, a.item, a.purchase)
-                .cmp(&(b.user, b.ts, b.item, b.purchase))
-                .then(a.weight.total_cmp(&b.weight))
-        });
+        crate::model::interactions::sort_for_fit(&mut events);
         Self {
             item_ids: item_ids.into_iter().map(str::to_owned).collect(),
             n_users: user_ids.len(),

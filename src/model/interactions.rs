@@ -18,6 +18,16 @@ pub struct LogEvent {
     pub purchase: bool,
 }
 
+/// Sorts a log into the one order every fit reads it in (user, time, item, type, weight), so
+/// the same events give the same model however they arrived.
+pub fn sort_for_fit(events: &mut [LogEvent]) {
+    events.sort_unstable_by(|a, b| {
+        (a.user, a.ts, a.item, a.purchase)
+            .cmp(&(b.user, b.ts, b.item, b.purchase))
+            .then(a.weight.total_cmp(&b.weight))
+    });
+}
+
 /// Sparse user×item matrix of summed weights, stored twice: compressed rows by user
 /// (CSR) and by item (the transpose), since ALS alternates between the two.
 #[derive(Clone, Debug, Default)]
