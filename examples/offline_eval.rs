@@ -1,21 +1,19 @@
 //! Offline quality of the model module on the `evaluation.md` split.
 //!
 //! ```text
-//! cargo run --release --example offline_eval [-- [--tune] DIR]
+//! cargo run --release --example offline_eval [-- DIR]
 //! ```
 //! DIR defaults to `../shared/data/ml100k-split` (columns `user_id,item_id,type,timestamp`).
 //! The data is read in place and never copied. Hyperparameters default to
 //! `AlsParams::default()`; `ALS_FACTORS`, `ALS_REG`, `ALS_ALPHA`, `ALS_ITERS`, `ALS_CG`
 //! and `ALS_SEED` override them for experiments.
 //! If `DIR/../ml-100k/u.data` exists, also checks that `temporal_split` reproduces the split.
-//! `--tune` also runs `tuning::tune` on the train log alone (its own validation split),
-//! then fits the chosen parameters on all of train and scores them on test.
+//! The service's whole pipeline (its choice of algorithm included) is `recloop evaluate`.
 
 use recloop::model::holdout::{evaluate, temporal_split};
 use recloop::model::metrics::Quality;
 use recloop::model::popularity::popularity;
 use recloop::model::similarity::similar_items;
-use recloop::model::tuning::tune;
 use recloop::model::{als, AlsParams, Interactions, LogEvent};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -76,7 +74,6 @@ fn print(name: &str, q: &Quality, secs: f64) {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let run_tune = args.iter().any(|a| a == "--tune");
     let dir = args
         .iter()
         .find(|a| !a.starts_with("--"))
@@ -146,27 +143,6 @@ fn main() -> anyhow::Result<()> {
         model.score_into(&x, out);
     });
     print("ALS", &q, secs);
-
-    if run_tune {
-        let start = Instant::now();
-        let tuned = tune(users.len(), items.len(), &train_events, &params);
-        for (p, q) in &tuned.trials {
-            println!(
-                "  validation reg {:<6} alpha {:<5} NDCG@10 {:.4}",
-                p.regularization, p.alpha, q.ndcg_at_10
-            );
-        }
-        println!(
-            "tune: {:.1}s, chose {:?}",
-            start.elapsed().as_secs_f64(),
-            tuned.params
-        );
-        let model = als::fit(&train, &tuned.params);
-        let q = evaluate(&train, &test_events, |u, out| {
-            model.score_into(&model.fold_in(&train.user_history(u)), out)
-        });
-        print("ALS (tuned on train)", &q, 0.0);
-    }
 
     let start = Instant::now();
     let neighbours = similar_items(&model, 20);

@@ -99,6 +99,15 @@ pub struct Config {
     /// Similar items precomputed per item.
     #[arg(long, env = "RECLOOP_SIMILAR_K", default_value_t = 50)]
     pub similar_k: usize,
+    /// Let each training choose its algorithm (iALS, or EASE on small catalogues) and how much
+    /// recent events outweigh older ones, on a validation split of the log. Off: the iALS
+    /// settings above, as they are.
+    #[arg(long, env = "RECLOOP_MODEL_SELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub model_selection: bool,
+    /// Largest catalogue (items with events) on which EASE is considered: its fit is cubic in
+    /// the items and its model quadratic (pruned), so big catalogues use iALS. 0 = never.
+    #[arg(long, env = "RECLOOP_EASE_MAX_ITEMS", default_value_t = 3000)]
+    pub ease_max_items: usize,
     /// Share of each user's most recent events held out to score a candidate model.
     #[arg(long, env = "RECLOOP_HOLDOUT_FRACTION", default_value_t = 0.2)]
     pub holdout_fraction: f64,

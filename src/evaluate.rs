@@ -10,8 +10,10 @@ use crate::{
     domain::{EventType, EventWeights, NewEvent},
     import::read_csv,
     model::{
-        als, holdout, metrics::Quality, popularity::popularity, AlsParams, Interactions, LogEvent,
+        holdout, metrics::Quality, popularity::popularity, selection, Interactions, LogEvent,
+        RankerConfig,
     },
+    training::{self, TrainingParams},
 };
 
 /// One algorithm's figures.
@@ -80,10 +82,13 @@ impl Split {
 }
 
 /// Scores popularity (no decay, as the peers' table does), popularity with the service's
-/// recency decay, and iALS with `params` on one split.
-pub fn evaluate(split: &Split, params: &AlsParams, half_life_days: f64) -> Vec<Row> {
+/// recency decay, the configured iALS as it is, and the service's own pipeline: the
+/// configuration training would choose on a validation split cut from `split.train`, fitted on
+/// all of it (its fit seconds include the choice).
+pub fn evaluate(split: &Split, params: &TrainingParams) -> Vec<Row> {
     let data = Interactions::from_events(split.n_users, split.n_items, &split.train);
     let mut rows = Vec::new();
+    let half_life_days = params.popularity_half_life_days;
     for (name, half_life) in [
         ("popularity".to_owned(), f64::INFINITY),
         (
@@ -103,35 +108,32 @@ pub fn evaluate(split: &Split, params: &AlsParams, half_life_days: f64) -> Vec<R
             fit_seconds,
         });
     }
-    let started = Instant::now();
-    let model = als::fit(&data, params);
-    let fit_seconds = started.elapsed().as_secs_f64();
-    let quality = holdout::evaluate(&data, &split.test, |u, out| {
-        let vector = model.fold_in(&data.user_history(u));
-        model.score_into(&vector, out);
-    });
-    rows.push(Row {
-        algorithm: format!(
-            "ials ({} factors, reg {}, alpha {}, {} sweeps)",
-            params.factors, params.regularization, params.alpha, params.iterations
-        ),
-        quality,
-        fit_seconds,
-    });
+    let mut pipelines = vec![(RankerConfig::ials(params.als.clone()), 0.0)];
+    if params.select {
+        let started = Instant::now();
+        let (chosen, _) = training::choose(params, split.n_users, split.n_items, &split.train);
+        pipelines.push((chosen, started.elapsed().as_secs_f64()));
+    }
+    for (i, (config, choosing_seconds)) in pipelines.into_iter().enumerate() {
+        let started = Instant::now();
+        let ranker = config.fit(&data);
+        let fit_seconds = started.elapsed().as_secs_f64() + choosing_seconds;
+        let quality =
+            selection::quality_of(&ranker, &data, &split.train, &split.test, config.recency);
+        let label = if i == 0 { "configured" } else { "chosen" };
+        rows.push(Row {
+            algorithm: format!("{label}: {}", config.name()),
+            quality,
+            fit_seconds,
+        });
+    }
     rows
 }
 
 /// Reads the two files and prints the table (or JSON lines).
-pub fn run(
-    train: &Path,
-    test: &Path,
-    weights: &EventWeights,
-    params: &AlsParams,
-    half_life_days: f64,
-    json: bool,
-) -> anyhow::Result<()> {
-    let split = Split::new(&read_csv(train)?, &read_csv(test)?, weights);
-    let rows = evaluate(&split, params, half_life_days);
+pub fn run(train: &Path, test: &Path, params: &TrainingParams, json: bool) -> anyhow::Result<()> {
+    let split = Split::new(&read_csv(train)?, &read_csv(test)?, &params.weights);
+    let rows = evaluate(&split, params);
     if json {
         for row in &rows {
             println!("{}", serde_json::to_string(row)?);
@@ -145,17 +147,17 @@ pub fn run(
         rows.first().map_or(0, |r| r.quality.users)
     );
     println!(
-        "| {:<44} | {:>7} | {:>9} | {:>6} | {:>11} | {:>11} |",
+        "| {:<72} | {:>7} | {:>9} | {:>6} | {:>11} | {:>11} |",
         "algorithm", "NDCG@10", "Recall@20", "HR@10", "coverage@10", "fit seconds"
     );
     println!(
-        "|{:-<46}|{:-<9}|{:-<11}|{:-<8}|{:-<13}|{:-<13}|",
+        "|{:-<74}|{:-<9}|{:-<11}|{:-<8}|{:-<13}|{:-<13}|",
         "", "", "", "", "", ""
     );
     for r in &rows {
         let q = &r.quality;
         println!(
-            "| {:<44} | {:>7.4} | {:>9.4} | {:>6.3} | {:>11.3} | {:>11.2} |",
+            "| {:<72} | {:>7.4} | {:>9.4} | {:>6.3} | {:>11.3} | {:>11.2} |",
             r.algorithm, q.ndcg_at_10, q.recall_at_20, q.hr_at_10, q.coverage_at_10, r.fit_seconds
         );
     }
@@ -199,12 +201,19 @@ mod tests {
         let split = Split::new(&train, &test, &EventWeights::default());
         assert_eq!((split.n_users, split.n_items), (4, 3));
         assert_eq!(split.test.len(), 2);
-        let rows = evaluate(&split, &AlsParams::default(), 7.0);
+        let params =
+            TrainingParams::from_config(&crate::config::Config::default_for("sqlite::memory:"));
+        let rows = evaluate(&split, &params);
         let pop = &rows[0].quality;
         assert_eq!(pop.users, 2);
         let expected = (1.0 + 1.0 / 3f64.log2()) / 2.0;
         assert!((pop.ndcg_at_10 - expected).abs() < 1e-12, "{pop:?}");
         assert!((pop.hr_at_10 - 1.0).abs() < 1e-12);
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
+        assert!(
+            rows[3].algorithm.starts_with("chosen: "),
+            "{}",
+            rows[3].algorithm
+        );
     }
 }

@@ -78,9 +78,7 @@ async fn main() -> anyhow::Result<()> {
         } => recloop::evaluate::run(
             &train,
             &test,
-            &config.weights(),
-            &config.als_params(),
-            config.popularity_half_life_days,
+            &recloop::training::TrainingParams::from_config(&config),
             json,
         ),
         Command::Import { file, config } => {

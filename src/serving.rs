@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::{
     catalog::Catalog,
     domain::{EventType, EventWeights, UserId},
-    model::{topk::top_k, AlsModel},
+    model::{
+        interactions::sort_for_fit, recency::weighted_history, topk::top_k, AlsModel, LogEvent,
+        Ranker, UserVector,
+    },
     store::{DynStore, ModelRecord, StoreError, StoreResult, UserStamp},
 };
 
@@ -28,7 +31,10 @@ use crate::{
 pub struct FittedModel {
     /// Item ids by model index (sorted).
     pub item_ids: Vec<String>,
-    pub als: AlsModel,
+    /// The personal ranking model training chose.
+    pub ranker: Ranker,
+    /// How strongly a user's recent events outweigh older ones when they are folded in.
+    pub recency: f32,
     pub popularity: Vec<f32>,
     pub similar: Vec<Vec<(u32, f32)>>,
     pub weights: EventWeights,
@@ -38,9 +44,34 @@ impl FittedModel {
     pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
         Ok(postcard::to_allocvec(self)?)
     }
+    /// Also reads the blobs of versions from before training chose its algorithm (iALS
+    /// only), so an upgrade keeps serving the stored model.
     pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
-        Ok(postcard::from_bytes(bytes)?)
+        match postcard::from_bytes(bytes) {
+            Ok(model) => Ok(model),
+            Err(e) => match postcard::from_bytes::<IalsOnlyModel>(bytes) {
+                Ok(old) => Ok(FittedModel {
+                    item_ids: old.item_ids,
+                    ranker: Ranker::Ials(old.als),
+                    recency: 0.0,
+                    popularity: old.popularity,
+                    similar: old.similar,
+                    weights: old.weights,
+                }),
+                Err(_) => Err(e.into()),
+            },
+        }
     }
+}
+
+/// The blob layout of the first versions.
+#[derive(Deserialize)]
+struct IalsOnlyModel {
+    item_ids: Vec<String>,
+    als: AlsModel,
+    popularity: Vec<f32>,
+    similar: Vec<Vec<(u32, f32)>>,
+    weights: EventWeights,
 }
 
 /// A fitted model ready to answer requests.
@@ -77,7 +108,7 @@ struct UserState {
     generation: u64,
     /// The user's stamp in a shared database, read before the history.
     stamp: Option<UserStamp>,
-    vector: Option<Vec<f32>>,
+    vector: Option<UserVector>,
     interacted: HashSet<u32>,
     purchased: HashSet<u32>,
     /// The user's best items under the default hiding rule, ranked once and reused by every
@@ -239,19 +270,30 @@ impl Serving {
             Err(e) => return degraded(cached, e),
         };
         let weights = &snap.model.weights;
-        let mut summed: HashMap<u32, f32> = HashMap::new();
         let mut purchased = HashSet::new();
-        for e in &history {
-            if let Some(&i) = snap.index.get(&e.item_id) {
-                *summed.entry(i).or_default() += weights.of(e.event_type);
-                if e.event_type == EventType::Purchase {
-                    purchased.insert(i);
+        // The user's events in the order training reads them (time, then item), so recency
+        // weighting gives the scores the holdout measured.
+        let mut events: Vec<LogEvent> = history
+            .iter()
+            .filter_map(|e| {
+                let item = *snap.index.get(&e.item_id)?;
+                let purchase = e.event_type == EventType::Purchase;
+                if purchase {
+                    purchased.insert(item);
                 }
-            }
-        }
-        let mut fold: Vec<(u32, f32)> = summed.into_iter().collect();
-        fold.sort_unstable_by_key(|&(i, _)| i);
-        let vector = (!fold.is_empty()).then(|| snap.model.als.fold_in(&fold));
+                Some(LogEvent {
+                    user: 0,
+                    item,
+                    weight: weights.of(e.event_type),
+                    ts: e.ts_ms.div_euclid(1000),
+                    purchase,
+                })
+            })
+            .collect();
+        sort_for_fit(&mut events);
+        let ordered: Vec<(u32, f32)> = events.iter().map(|e| (e.item, e.weight)).collect();
+        let fold = weighted_history(&ordered, snap.model.recency);
+        let vector = (!fold.is_empty()).then(|| snap.model.ranker.fold(&fold));
         let state = Arc::new(UserState {
             model_version: snap.version(),
             generation,
@@ -288,7 +330,7 @@ impl Serving {
         let scores = |out: &mut Vec<f32>| match &state.vector {
             Some(v) => {
                 out.resize(snap.model.item_ids.len(), 0.0);
-                snap.model.als.score_into(v, out);
+                snap.model.ranker.score_into(v, out);
             }
             None => out.extend_from_slice(&snap.model.popularity),
         };

@@ -13,15 +13,15 @@ use crate::{
     config::Config,
     domain::{EventType, EventWeights},
     model::{
-        als, holdout, metrics::Quality, popularity::popularity, similarity::similar_items,
-        AlsParams, Interactions, LogEvent,
+        holdout,
+        popularity::popularity,
+        selection::{self, Trial},
+        AlsParams, Interactions, LogEvent, RankerConfig,
     },
     serving::{FittedModel, Serving, Snapshot},
     store::{DynStore, Log, ModelRecord, ModelStatus, NewModelRecord, TrainingLease},
 };
 
-/// The algorithm name recorded with every version.
-pub const ALGORITHM: &str = "ials";
 /// Users need this many events before some of them are held out.
 const HOLDOUT_MIN_EVENTS: usize = 5;
 
@@ -34,6 +34,13 @@ pub struct TrainingParams {
     pub holdout_fraction: f64,
     pub popularity_half_life_days: f64,
     pub similar_k: usize,
+    /// Largest catalogue EASE is tried on (0 = never): its fit is cubic in the items.
+    #[serde(default)]
+    pub ease_max_items: usize,
+    /// Whether training chooses among algorithms and recency strengths on a validation
+    /// split; off = the configured iALS as is.
+    #[serde(default)]
+    pub select: bool,
 }
 
 impl TrainingParams {
@@ -44,6 +51,8 @@ impl TrainingParams {
             holdout_fraction: config.holdout_fraction,
             popularity_half_life_days: config.popularity_half_life_days,
             similar_k: config.similar_k,
+            ease_max_items: config.ease_max_items,
+            select: config.model_selection,
         }
     }
 }
@@ -94,58 +103,65 @@ impl IndexedLog {
     }
 }
 
-/// Fits iALS on `train` and scores it on `test` exactly as it would serve: each user folded in
-/// from their training history.
-pub fn holdout_quality(
-    n_users: usize,
-    n_items: usize,
-    train: &[LogEvent],
-    test: &[LogEvent],
-    params: &AlsParams,
-) -> Quality {
-    let data = Interactions::from_events(n_users, n_items, train);
-    let model = als::fit(&data, params);
-    holdout::evaluate(&data, test, |u, out| {
-        let (items, weights) = data.user_row(u);
-        let history: Vec<(u32, f32)> = items.iter().copied().zip(weights.iter().copied()).collect();
-        let vector = model.fold_in(&history);
-        model.score_into(&vector, out);
-    })
-}
-
 /// What one training decided, before it is stored.
 pub struct Fitted {
     pub status: ModelStatus,
     pub reason: String,
+    /// The configuration chosen (and, if accepted, trained on the whole log).
+    pub ranker: RankerConfig,
     pub metrics: serde_json::Value,
     pub model: Option<FittedModel>,
     pub users: usize,
     pub items: usize,
 }
 
+/// The configuration a training fits: chosen on a validation split of the gate's training
+/// part (so the gate's holdout stays unseen by the choice), or the configured iALS as is.
+pub fn choose(
+    params: &TrainingParams,
+    n_users: usize,
+    n_items: usize,
+    train: &[LogEvent],
+) -> (RankerConfig, Vec<Trial>) {
+    if !params.select {
+        return (RankerConfig::ials(params.als.clone()), Vec::new());
+    }
+    let algorithms = selection::algorithms(&params.als, n_items, params.ease_max_items);
+    selection::select(
+        n_users,
+        n_items,
+        train,
+        params.holdout_fraction,
+        HOLDOUT_MIN_EVENTS,
+        &algorithms,
+    )
+}
+
 /// The CPU-heavy part of a training run: pure, deterministic, run on a blocking thread.
 pub fn fit_and_gate(
     log: &Log,
     params: &TrainingParams,
-    champion: Option<(i64, &AlsParams)>,
+    champion: Option<(i64, &RankerConfig)>,
 ) -> Fitted {
     let indexed = IndexedLog::new(log, &params.weights);
     let n_items = indexed.item_ids.len();
+    let n_users = indexed.n_users;
     let (train, test) =
         holdout::temporal_split(&indexed.events, params.holdout_fraction, HOLDOUT_MIN_EVENTS);
-    let candidate = holdout_quality(indexed.n_users, n_items, &train, &test, &params.als);
+    let (chosen, trials) = choose(params, n_users, n_items, &train);
+    let candidate = selection::holdout_quality(n_users, n_items, &train, &test, &chosen);
     let popular = {
-        let data = Interactions::from_events(indexed.n_users, n_items, &train);
+        let data = Interactions::from_events(n_users, n_items, &train);
         let pop = popularity(n_items, &train, params.popularity_half_life_days * 86_400.0);
         holdout::evaluate(&data, &test, |_, out| out.copy_from_slice(&pop.scores))
     };
     // The champion's configuration refitted on the same training part: neither model has seen
     // the held-out events, so the comparison is fair. Same configuration, same score.
-    let champion_quality = champion.map(|(version, p)| {
-        let q = if *p == params.als {
+    let champion_quality = champion.map(|(version, c)| {
+        let q = if *c == chosen {
             candidate.clone()
         } else {
-            holdout_quality(indexed.n_users, n_items, &train, &test, p)
+            selection::holdout_quality(n_users, n_items, &train, &test, c)
         };
         (version, q)
     });
@@ -181,19 +197,22 @@ pub fn fit_and_gate(
         "champion": champion_quality.map(|(v, q)| json!({
             "version": v, "ndcg_at_10": q.ndcg_at_10, "recall_at_20": q.recall_at_20,
         })),
+        // What the choice saw: validation NDCG@10 of every candidate, best first.
+        "selection": selection_summary(&trials),
     });
     let model = (status == ModelStatus::Accepted).then(|| {
-        let data = Interactions::from_events(indexed.n_users, n_items, &indexed.events);
-        let als = als::fit(&data, &params.als);
+        let data = Interactions::from_events(n_users, n_items, &indexed.events);
+        let ranker = chosen.fit(&data);
         let pop = popularity(
             n_items,
             &indexed.events,
             params.popularity_half_life_days * 86_400.0,
         );
-        let similar = similar_items(&als, params.similar_k);
+        let similar = ranker.similar(params.similar_k);
         FittedModel {
             item_ids: indexed.item_ids.clone(),
-            als,
+            ranker,
+            recency: chosen.recency,
             popularity: pop.scores,
             similar,
             weights: params.weights,
@@ -202,11 +221,33 @@ pub fn fit_and_gate(
     Fitted {
         status,
         reason,
+        ranker: chosen,
         metrics,
         model,
-        users: indexed.n_users,
+        users: n_users,
         items: n_items,
     }
+}
+
+fn selection_summary(trials: &[Trial]) -> serde_json::Value {
+    let mut sorted: Vec<&Trial> = trials.iter().collect();
+    sorted.sort_by(|a, b| b.quality.ndcg_at_10.total_cmp(&a.quality.ndcg_at_10));
+    sorted
+        .iter()
+        .map(|t| json!({"config": t.config.name(), "ndcg_at_10": t.quality.ndcg_at_10}))
+        .collect()
+}
+
+/// The configuration a recorded version was trained with; versions from before training
+/// chose for itself recorded only their iALS settings.
+pub fn recorded_ranker(params: &serde_json::Value) -> Option<RankerConfig> {
+    serde_json::from_value(params["ranker"].clone())
+        .ok()
+        .or_else(|| {
+            Some(RankerConfig::ials(
+                serde_json::from_value(params["als"].clone()).ok()?,
+            ))
+        })
 }
 
 /// Puts the newest accepted model in the database in service if it is newer than the one
@@ -229,6 +270,17 @@ pub async fn adopt_newest(store: &DynStore, serving: &Serving) -> anyhow::Result
     tracing::info!(version, "serving the stored model");
     serving.publish(Snapshot::new(record, model));
     Ok(true)
+}
+
+/// The settings recorded with a version, with the configuration it chose under `ranker`
+/// (what the next training refits to compare against it).
+fn recorded_params(
+    params: &TrainingParams,
+    ranker: &RankerConfig,
+) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(params)?;
+    value["ranker"] = serde_json::to_value(ranker)?;
+    Ok(value)
 }
 
 /// How a training run ended.
@@ -331,10 +383,10 @@ impl Trainer {
         if log.rows.is_empty() {
             return Ok(Outcome::NoEvents);
         }
-        let champion = self.serving.current().and_then(|snap| {
-            let als: AlsParams = serde_json::from_value(snap.record.params["als"].clone()).ok()?;
-            Some((snap.version(), als))
-        });
+        let champion = self
+            .serving
+            .current()
+            .and_then(|snap| Some((snap.version(), recorded_ranker(&snap.record.params)?)));
         let span = tracing::info_span!("training", events = log.rows.len());
         let (fitted, log) = tokio::task::spawn_blocking({
             let params = params.clone();
@@ -361,7 +413,7 @@ impl Trainer {
             .store
             .insert_model(
                 NewModelRecord {
-                    algorithm: ALGORITHM.into(),
+                    algorithm: fitted.ranker.name(),
                     status: fitted.status,
                     reason: fitted.reason,
                     trained_at: Utc::now(),
@@ -371,7 +423,7 @@ impl Trainer {
                     items: fitted.items as i64,
                     log_seq: log.max_seq,
                     metrics: fitted.metrics,
-                    params: serde_json::to_value(&params)?,
+                    params: recorded_params(&params, &fitted.ranker)?,
                 },
                 blob,
             )

@@ -6,19 +6,24 @@
 //! can pin results.
 
 pub mod als;
+pub mod ease;
 pub mod holdout;
 pub mod interactions;
 mod linalg;
 pub mod metrics;
 pub mod popularity;
+pub mod ranker;
+pub mod recency;
+pub mod selection;
 pub mod similarity;
 mod solve;
 pub mod synthetic;
 pub mod topk;
-pub mod tuning;
 
 pub use als::{AlsModel, AlsParams};
+pub use ease::{EaseModel, EaseParams};
 pub use interactions::{Interactions, LogEvent};
+pub use ranker::{Algorithm, Ranker, RankerConfig, UserVector};
 
 #[cfg(test)]
 mod tests;

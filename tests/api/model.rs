@@ -126,6 +126,8 @@ pub async fn a_worse_candidate_is_rejected_and_the_old_model_keeps_serving(backe
             iterations: 1,
             ..defaults.als.clone()
         },
+        // Exactly this iALS, not whatever the validation split would choose.
+        select: false,
         ..defaults
     };
     let outcome = app.state.trainer.run_with(worse).await.expect("training");
