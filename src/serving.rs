@@ -6,8 +6,8 @@
 //!
 //! What a response shows is feedback too: each item loses a share of its score per showing the
 //! user did not act on (counted from the user's last recorded responses, and in-process from
-//! every response since), and a share of slots goes to little-known or new items, chosen from
-//! the `recommendation_id` so that a response can be reproduced. With a challenger running, a
+//! every response since), and a share of a personal list's slots goes to little-known or new
+//! items, chosen from the `recommendation_id` so that a response can be reproduced. With a challenger running, a
 //! stable share of users is answered by it instead of the champion.
 
 use std::{
@@ -659,7 +659,11 @@ impl Serving {
             }
         };
         drop(shown);
-        self.explore(snap, state, q, recommendation_id, &explore, &mut items);
+        // A user without history gets the popular list, as the contract says: only personal
+        // lists explore.
+        if source == Source::Personalized {
+            self.explore(snap, state, q, recommendation_id, &explore, &mut items);
+        }
         (source, items)
     }
 
@@ -788,5 +792,38 @@ impl Serving {
         };
         self.pick(snap, &ranked, usize::MAX, q, |_| false)
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_ignored_showing_takes_its_share_of_the_score() {
+        assert_eq!(penalized(2.0, 0, 0.25), 2.0);
+        assert!((penalized(2.0, 2, 0.25) - 2.0 * 0.75 * 0.75).abs() < 1e-6);
+        // A negative score moves down too, never up towards zero.
+        assert!(penalized(-1.0, 1, 0.5) < -1.0);
+        assert_eq!(penalized(1.0, 3, 0.0), 1.0, "0 turns it off");
+    }
+
+    #[test]
+    fn exploration_slots_are_drawn_from_the_id_and_average_the_share() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("01J{i:023}-v1")).collect();
+        for id in &ids[..50] {
+            assert_eq!(
+                exploration_slots(5, 0.1, id),
+                exploration_slots(5, 0.1, id),
+                "the same id draws the same"
+            );
+        }
+        assert!(ids.iter().all(|id| exploration_slots(10, 0.1, id) == 1));
+        assert!(ids.iter().all(|id| exploration_slots(10, 0.0, id) == 0));
+        // 5 slots at 10% is half a slot: every other response, on average.
+        let slots: usize = ids.iter().map(|id| exploration_slots(5, 0.1, id)).sum();
+        let share = slots as f64 / (5 * ids.len()) as f64;
+        assert!((share - 0.1).abs() < 0.01, "{share}");
+        assert_eq!(exploration_slots(1, 0.5, &ids[0]), 0, "never more than half");
     }
 }
