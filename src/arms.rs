@@ -149,7 +149,10 @@ mod tests {
         h.write(&3i64.to_le_bytes());
         h.write(b"u1");
         let x = h.finish();
-        assert_eq!(position("u1", 3), ((x ^ (x >> 32)) % 10_000) as f64 / 10_000.0);
+        assert_eq!(
+            position("u1", 3),
+            ((x ^ (x >> 32)) % 10_000) as f64 / 10_000.0
+        );
         assert_eq!(
             fnv::FnvHasher::default().finish(),
             0xcbf2_9ce4_8422_2325,

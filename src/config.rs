@@ -118,7 +118,11 @@ pub struct Config {
     // Online learning: what was shown, what it earned, champion and challenger (see `online`).
     /// Days an impression (what one response showed) is kept, to credit events and to demote
     /// items shown without a click; the per-version totals outlive it.
-    #[arg(long, env = "RECLOOP_IMPRESSION_RETENTION_DAYS", default_value_t = 30.0)]
+    #[arg(
+        long,
+        env = "RECLOOP_IMPRESSION_RETENTION_DAYS",
+        default_value_t = 30.0
+    )]
     pub impression_retention_days: f64,
     /// How often events are credited, challengers decided and old impressions purged, in seconds.
     #[arg(long, env = "RECLOOP_ONLINE_TICK_SECS", default_value_t = 2)]
@@ -130,7 +134,11 @@ pub struct Config {
     #[arg(long, env = "RECLOOP_CHALLENGER_METRIC", value_enum, default_value_t = OnlineMetric::PurchaseRate)]
     pub challenger_metric: OnlineMetric,
     /// Impressions each arm needs before a challenger is promoted or retired.
-    #[arg(long, env = "RECLOOP_CHALLENGER_MIN_IMPRESSIONS", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "RECLOOP_CHALLENGER_MIN_IMPRESSIONS",
+        default_value_t = 1000
+    )]
     pub challenger_min_impressions: u64,
     /// One-sided confidence a difference needs to promote or retire (two-proportion z-test).
     #[arg(long, env = "RECLOOP_CHALLENGER_CONFIDENCE", default_value_t = 0.95)]

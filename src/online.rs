@@ -145,7 +145,13 @@ pub fn by_version(counts: &[OnlineCounts]) -> BTreeMap<i64, OnlineSummary> {
 }
 
 /// One arm's record in one experiment under the deciding metric.
-fn arm_record(counts: &[OnlineCounts], version: i64, arm: Arm, experiment: i64, metric: OnlineMetric) -> Record {
+fn arm_record(
+    counts: &[OnlineCounts],
+    version: i64,
+    arm: Arm,
+    experiment: i64,
+    metric: OnlineMetric,
+) -> Record {
     counts
         .iter()
         .filter(|c| c.model_version == version && c.arm == arm && c.experiment == experiment)
@@ -178,7 +184,12 @@ pub async fn retire_others(store: &DynStore, keep: i64) -> anyhow::Result<()> {
         if record.status == ModelStatus::Challenger && record.version != keep {
             let note = format!("; retired: version {keep} replaced it");
             store
-                .change_model_status(record.version, ModelStatus::Challenger, ModelStatus::Retired, &note)
+                .change_model_status(
+                    record.version,
+                    ModelStatus::Challenger,
+                    ModelStatus::Retired,
+                    &note,
+                )
                 .await?;
         }
     }
@@ -277,7 +288,10 @@ impl Online {
         self.judge(&counts).await?;
         self.serving.refresh_new_items();
         let cutoff = chrono::Utc::now() - self.config.impression_retention();
-        let purged = self.store.purge_impressions(cutoff.timestamp_millis()).await?;
+        let purged = self
+            .store
+            .purge_impressions(cutoff.timestamp_millis())
+            .await?;
         if purged > 0 {
             metrics::counter!("recloop_impressions_purged_total").increment(purged);
         }
@@ -311,7 +325,8 @@ impl Online {
 
     /// Promotes or retires the running challenger when the counts are conclusive.
     async fn judge(&self, counts: &[OnlineCounts]) -> anyhow::Result<()> {
-        let (Some(challenger), Some(champion)) = (self.serving.challenger(), self.serving.current())
+        let (Some(challenger), Some(champion)) =
+            (self.serving.challenger(), self.serving.current())
         else {
             return Ok(());
         };
@@ -321,7 +336,13 @@ impl Online {
         let experiment = challenger.version();
         let metric = self.config.challenger_metric;
         let ours = arm_record(counts, experiment, Arm::Challenger, experiment, metric);
-        let theirs = arm_record(counts, champion.version(), Arm::Champion, experiment, metric);
+        let theirs = arm_record(
+            counts,
+            champion.version(),
+            Arm::Champion,
+            experiment,
+            metric,
+        );
         let decision = arms::decide(
             theirs,
             ours,
@@ -389,7 +410,10 @@ fn export(counts: &[OnlineCounts]) {
         per.entry((c.model_version, c.arm)).or_default().add(c);
     }
     for ((version, arm), s) in per {
-        let labels = [("version", version.to_string()), ("arm", arm.as_str().to_owned())];
+        let labels = [
+            ("version", version.to_string()),
+            ("arm", arm.as_str().to_owned()),
+        ];
         metrics::gauge!("recloop_online_impressions", &labels).set(s.impressions as f64);
         metrics::gauge!("recloop_online_clicks", &labels).set(s.clicks as f64);
         metrics::gauge!("recloop_online_add_to_carts", &labels).set(s.add_to_carts as f64);

@@ -618,7 +618,8 @@ impl Serving {
             let ranked = state.ranked.get_or_init(|| {
                 let mut all = Vec::new();
                 scores(&mut all);
-                let fresh = |i: u32| !state.purchased.contains(&i) && !state.interacted.contains(&i);
+                let fresh =
+                    |i: u32| !state.purchased.contains(&i) && !state.interacted.contains(&i);
                 Ranked {
                     shortlist: top_k(&all, SHORTLIST_LEN, fresh),
                     explore: top_k(&all, EXPLORE_CANDIDATES, |i| {
@@ -824,6 +825,10 @@ mod tests {
         let slots: usize = ids.iter().map(|id| exploration_slots(5, 0.1, id)).sum();
         let share = slots as f64 / (5 * ids.len()) as f64;
         assert!((share - 0.1).abs() < 0.01, "{share}");
-        assert_eq!(exploration_slots(1, 0.5, &ids[0]), 0, "never more than half");
+        assert_eq!(
+            exploration_slots(1, 0.5, &ids[0]),
+            0,
+            "never more than half"
+        );
     }
 }

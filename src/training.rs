@@ -426,10 +426,9 @@ impl Trainer {
             return Ok(automatic && seq > 0);
         };
         // A challenger's training counts too: its events are not new.
-        let trained_to = self
-            .serving
-            .challenger()
-            .map_or(snap.record.log_seq, |c| c.record.log_seq.max(snap.record.log_seq));
+        let trained_to = self.serving.challenger().map_or(snap.record.log_seq, |c| {
+            c.record.log_seq.max(snap.record.log_seq)
+        });
         let new_events = seq - trained_to;
         let by_volume = self.config.retrain_after_events > 0
             && new_events >= self.config.retrain_after_events as i64;

@@ -274,7 +274,9 @@ fn unpack_items(packed: &str) -> Vec<String> {
 fn impression_totals(batch: &[Impression]) -> Vec<((i64, Arm, i64), i64)> {
     let mut totals: std::collections::HashMap<(i64, Arm, i64), i64> = Default::default();
     for i in batch {
-        *totals.entry((i.model_version, i.arm, i.experiment)).or_default() += 1;
+        *totals
+            .entry((i.model_version, i.arm, i.experiment))
+            .or_default() += 1;
     }
     totals.into_iter().collect()
 }
@@ -295,7 +297,8 @@ fn credit_totals(rows: &[(i64, Arm, i64, EventType)]) -> Vec<((i64, Arm, i64), [
 }
 
 /// The event types that earn a response credit (a view is only a view).
-const CREDITED_TYPES: [EventType; 3] = [EventType::Click, EventType::AddToCart, EventType::Purchase];
+const CREDITED_TYPES: [EventType; 3] =
+    [EventType::Click, EventType::AddToCart, EventType::Purchase];
 
 /// What one credit tally did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -505,9 +505,10 @@ impl Store for PostgresStore {
     async fn tally_credit(&self, settle_to: i64) -> StoreResult<Tally> {
         let mut tx = self.pool.begin().await?;
         // Row-locked: tallies of several replicas take turns instead of deadlocking on credits.
-        let from: i64 = sqlx::query_scalar("SELECT seq FROM credit_progress WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
+        let from: i64 =
+            sqlx::query_scalar("SELECT seq FROM credit_progress WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await?;
         let to: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
             .fetch_one(&mut *tx)
             .await?;

@@ -56,10 +56,7 @@ pub async fn events_naming_a_response_are_credited_to_its_version(backend: Backe
     let items = ids(&shown);
     app.recommend("u2", "n=5").await;
     flush(&app).await;
-    let not_shown = (0..ITEMS)
-        .map(item)
-        .find(|i| !items.contains(i))
-        .unwrap();
+    let not_shown = (0..ITEMS).map(item).find(|i| !items.contains(i)).unwrap();
     let events = json!([
         with_id("u1", &items[0], "click", &id),
         // Once per response and type: a second click on the same response adds nothing.
@@ -70,7 +67,12 @@ pub async fn events_naming_a_response_are_credited_to_its_version(backend: Backe
         // Another user's response: not credited.
         with_id("u3", &items[0], "add_to_cart", &id),
         // An unknown id: stored, credited to nothing.
-        with_id("u1", &items[3], "add_to_cart", "01JUNKNOWN0000000000000000-v1"),
+        with_id(
+            "u1",
+            &items[3],
+            "add_to_cart",
+            "01JUNKNOWN0000000000000000-v1"
+        ),
         event("u1", &items[4], "add_to_cart"),
         // A view earns nothing.
         with_id("u1", &items[0], "view", &id),
@@ -101,9 +103,7 @@ pub async fn events_naming_a_response_are_credited_to_its_version(backend: Backe
     }
 }
 
-pub async fn impressions_older_than_the_retention_are_purged_and_the_totals_stay(
-    backend: Backend,
-) {
+pub async fn impressions_older_than_the_retention_are_purged_and_the_totals_stay(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| c.impression_retention_days = 1.0).await;
     let now = chrono::Utc::now().timestamp_millis();
     let shown = |id: &str, ms: i64, item: &str| Impression {
@@ -196,8 +196,16 @@ pub async fn the_challenger_is_promoted_or_retired_by_hand(backend: Backend) {
         c.exploration = 0.0;
     })
     .await;
-    for path in ["/v1/model/challenger/promote", "/v1/model/challenger/retire"] {
-        expect_error(post_admin(&app, path).await, StatusCode::NOT_FOUND, "not_found").await;
+    for path in [
+        "/v1/model/challenger/promote",
+        "/v1/model/challenger/retire",
+    ] {
+        expect_error(
+            post_admin(&app, path).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
     }
     let first = app.seed_and_train().await;
     let second = app.retrain_wait().await["version"].as_i64().unwrap();
@@ -210,13 +218,19 @@ pub async fn the_challenger_is_promoted_or_retired_by_hand(backend: Backend) {
         (Some(second), Some("accepted")),
         "{promoted}"
     );
-    assert!(promoted["reason"].as_str().unwrap().contains("promoted by hand"));
+    assert!(promoted["reason"]
+        .as_str()
+        .unwrap()
+        .contains("promoted by hand"));
     assert_eq!(app.get_ok("/v1/model").await["version"], second);
     let versions = app.get_ok("/v1/model/versions").await;
     assert_eq!(version_entry(&versions, first)["in_service"], false);
     for u in 0..20 {
         let body = app.recommend(&format!("u{u}"), "n=2").await;
-        assert_eq!((body["arm"].as_str(), body["model_version"].as_i64()), (Some("champion"), Some(second)));
+        assert_eq!(
+            (body["arm"].as_str(), body["model_version"].as_i64()),
+            (Some("champion"), Some(second))
+        );
     }
     expect_error(
         post_admin(&app, "/v1/model/challenger/promote").await,
@@ -232,7 +246,11 @@ pub async fn the_challenger_is_promoted_or_retired_by_hand(backend: Backend) {
     assert_eq!(response.status(), StatusCode::OK);
     let retired: Value = response.json().await.unwrap();
     assert_eq!(
-        (retired["version"].as_i64(), retired["status"].as_str(), retired["in_service"].as_bool()),
+        (
+            retired["version"].as_i64(),
+            retired["status"].as_str(),
+            retired["in_service"].as_bool()
+        ),
         (Some(third), Some("retired"), Some(false)),
         "{retired}"
     );
@@ -293,12 +311,18 @@ pub async fn the_online_rule_promotes_a_better_challenger_and_retires_a_worse_on
     assert_eq!(app.get_ok("/v1/model").await["version"], first);
 
     let (champion, challenger) = one_round(&app, "challenger").await;
-    assert!(champion >= 30 && challenger >= 30, "{champion} / {challenger}");
+    assert!(
+        champion >= 30 && challenger >= 30,
+        "{champion} / {challenger}"
+    );
     tick(&app).await;
     let entry = version_entry(&app.get_ok("/v1/model/versions").await, second);
     assert_eq!(entry["status"], "accepted", "{entry}");
     assert!(
-        entry["reason"].as_str().unwrap().contains("online purchase rate"),
+        entry["reason"]
+            .as_str()
+            .unwrap()
+            .contains("online purchase rate"),
         "{entry}"
     );
     assert_eq!(app.get_ok("/v1/model").await["version"], second);
@@ -325,7 +349,10 @@ pub async fn an_item_shown_without_a_click_falls_in_that_users_ranking(backend: 
     let mut requests = 1;
     while ids(&app.recommend("u1", "n=5").await).contains(&top) {
         requests += 1;
-        assert!(requests < 15, "{top} is still shown after {requests} ignored showings");
+        assert!(
+            requests < 15,
+            "{top} is still shown after {requests} ignored showings"
+        );
     }
     // The user's next event rebuilds their state. The showings still count: a replica that
     // never served this user (it knows them only from the database) answers the same.
@@ -353,10 +380,10 @@ async fn replica_serving(app: &TestApp) -> recloop::serving::Serving {
         config.exclude_interacted,
     )
     .with_policy(recloop::serving::Policy::from_config(config), None);
-    serving
-        .catalog
-        .apply(&store.list_items().await.unwrap());
-    recloop::training::adopt_newest(&store, &serving).await.unwrap();
+    serving.catalog.apply(&store.list_items().await.unwrap());
+    recloop::training::adopt_newest(&store, &serving)
+        .await
+        .unwrap();
     serving
 }
 
@@ -372,7 +399,11 @@ pub async fn without_penalty_or_exploration_repeated_requests_agree(backend: Bac
         let again = app.recommend("u1", "n=10").await;
         assert_eq!(again["items"], first["items"]);
     }
-    assert!(first["items"].as_array().unwrap().iter().all(|i| i.get("explore").is_none()));
+    assert!(first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i.get("explore").is_none()));
 }
 
 pub async fn a_bought_item_never_comes_back(backend: Backend) {
@@ -381,11 +412,15 @@ pub async fn a_bought_item_never_comes_back(backend: Backend) {
     let shown = app.recommend("u1", "n=10").await;
     let bought = ids(&shown)[0].clone();
     let id = shown["recommendation_id"].as_str().unwrap();
-    app.post_events_ok(&with_id("u1", &bought, "purchase", id)).await;
+    app.post_events_ok(&with_id("u1", &bought, "purchase", id))
+        .await;
     for query in ["n=100", "n=100&include_interacted=true", "n=10"] {
         for _ in 0..5 {
             let got = ids(&app.recommend("u1", query).await);
-            assert!(!got.contains(&bought), "{bought} came back for {query}: {got:?}");
+            assert!(
+                !got.contains(&bought),
+                "{bought} came back for {query}: {got:?}"
+            );
         }
     }
 }
@@ -397,7 +432,8 @@ pub async fn exploration_shows_little_known_and_new_items_in_its_share(backend: 
     })
     .await;
     app.seed_and_train().await;
-    app.put_item("brand-new", json!({"title": "just added"})).await;
+    app.put_item("brand-new", json!({"title": "just added"}))
+        .await;
     tick(&app).await;
     let snap = app.state.serving.current().unwrap();
     let mut seen_new = false;
@@ -407,7 +443,11 @@ pub async fn exploration_shows_little_known_and_new_items_in_its_share(backend: 
         let items = body["items"].as_array().unwrap();
         assert_eq!(items.len(), 10, "{body}");
         let flags: Vec<bool> = items.iter().map(|i| i["explore"] == true).collect();
-        assert_eq!(flags, [[false; 8].as_slice(), &[true; 2]].concat(), "the last 2 of 10: {body}");
+        assert_eq!(
+            flags,
+            [[false; 8].as_slice(), &[true; 2]].concat(),
+            "the last 2 of 10: {body}"
+        );
         for i in &items[8..] {
             let id = i["item_id"].as_str().unwrap();
             explored.insert(id.to_owned());
