@@ -104,6 +104,7 @@ on_both_backends! {
         without_penalty_or_exploration_repeated_requests_agree,
         a_bought_item_never_comes_back,
         exploration_shows_little_known_and_new_items_in_its_share,
+        another_replica_follows_the_challenger_from_the_database,
     ],
     ops: [
         health_and_readiness,

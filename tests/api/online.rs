@@ -463,3 +463,46 @@ pub async fn exploration_shows_little_known_and_new_items_in_its_share(backend: 
     assert!(seen_new, "the new item was never explored: {explored:?}");
     assert!(explored.len() > 5, "exploration varies: {explored:?}");
 }
+
+pub async fn another_replica_follows_the_challenger_from_the_database(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.challenger_share = 0.5;
+        c.exploration = 0.0;
+    })
+    .await;
+    let first = app.seed_and_train().await;
+    let replica = replica_serving(&app).await;
+    let store = recloop::store::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    let second = app.retrain_wait().await["version"].as_i64().unwrap();
+    assert!(recloop::online::adopt_challenger(&store, &replica)
+        .await
+        .unwrap());
+    assert_eq!(replica.challenger().map(|c| c.version()), Some(second));
+    // Same users in the same arms on both.
+    for u in 0..40 {
+        let user = format!("u{u}");
+        let here = app.recommend(&user, "n=2").await;
+        let id = recloop::domain::UserId::parse(user.as_str()).unwrap();
+        let query = recloop::serving::RecommendQuery {
+            n: 2,
+            ..Default::default()
+        };
+        let there = replica.recommend(&id, &query).await.unwrap();
+        assert_eq!(here["arm"], there.arm.as_str(), "{user}");
+        assert_eq!(
+            here["model_version"],
+            there.model_version.unwrap(),
+            "{user}"
+        );
+    }
+    let promoted = post_admin(&app, "/v1/model/challenger/promote").await;
+    assert_eq!(promoted.status(), StatusCode::OK);
+    assert!(recloop::online::adopt_challenger(&store, &replica)
+        .await
+        .unwrap());
+    assert!(replica.challenger().is_none());
+    assert_eq!(replica.current().map(|c| c.version()), Some(second));
+    assert_ne!(first, second);
+}
