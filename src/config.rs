@@ -144,11 +144,12 @@ pub struct Config {
     #[arg(long, env = "RECLOOP_CHALLENGER_CONFIDENCE", default_value_t = 0.95)]
     pub challenger_confidence: f64,
     /// Share of its score an item loses each time it is shown to a user who does not act on it
-    /// (0 = off).
-    #[arg(long, env = "RECLOOP_IMPRESSION_PENALTY", default_value_t = 0.15)]
+    /// (0 = off, the default: same model and history, same answer, on every replica).
+    #[arg(long, env = "RECLOOP_IMPRESSION_PENALTY", default_value_t = 0.0)]
     pub impression_penalty: f64,
-    /// Share of slots given to new or little-known items (0 = off; 0.1 = 1 of 10).
-    #[arg(long, env = "RECLOOP_EXPLORATION", default_value_t = 0.1)]
+    /// Share of a personal list's slots given to new or little-known items (0 = off, the
+    /// default; 0.1 = 1 of 10).
+    #[arg(long, env = "RECLOOP_EXPLORATION", default_value_t = 0.0)]
     pub exploration: f64,
 }
 

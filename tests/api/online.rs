@@ -407,7 +407,11 @@ pub async fn without_penalty_or_exploration_repeated_requests_agree(backend: Bac
 }
 
 pub async fn a_bought_item_never_comes_back(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |c| c.exploration = 0.5).await;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.exploration = 0.5;
+        c.impression_penalty = 0.3;
+    })
+    .await;
     app.seed_and_train().await;
     let shown = app.recommend("u1", "n=10").await;
     let bought = ids(&shown)[0].clone();
