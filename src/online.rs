@@ -165,19 +165,6 @@ fn arm_record(
         })
 }
 
-/// Puts a freshly recorded challenger in service next to the champion, retiring any earlier
-/// challenger (the newest one gated against the champion is the one worth testing).
-pub async fn start_challenger(
-    store: &DynStore,
-    serving: &Serving,
-    record: ModelRecord,
-    model: FittedModel,
-) -> anyhow::Result<()> {
-    retire_others(store, record.version).await?;
-    serving.set_challenger(Some(Snapshot::new(record, model)));
-    Ok(())
-}
-
 /// Retires every challenger but `keep` (a newer model was recorded).
 pub async fn retire_others(store: &DynStore, keep: i64) -> anyhow::Result<()> {
     for record in store.model_versions().await? {

@@ -404,12 +404,16 @@ impl Trainer {
             "training finished"
         );
         if let Some(model) = fitted.model {
+            let snapshot = Snapshot::new(record.clone(), model);
             if challenger {
-                crate::online::start_challenger(&self.store, &self.serving, record.clone(), model)
-                    .await?;
+                self.serving.set_challenger(Some(snapshot));
             } else {
-                crate::online::retire_others(&self.store, record.version).await?;
-                self.serving.publish(Snapshot::new(record.clone(), model));
+                self.serving.publish(snapshot);
+            }
+            // An earlier challenger is replaced (or overtaken); if this fails, the online loop's
+            // next round still serves only the newest.
+            if let Err(e) = crate::online::retire_others(&self.store, record.version).await {
+                tracing::warn!(error = ?e, "could not retire an earlier challenger");
             }
         }
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((record.clone(), started));
