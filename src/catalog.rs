@@ -50,6 +50,17 @@ impl Catalog {
         );
     }
 
+    /// Ids of items that may be recommended and pass `keep` (at most `limit`, in no order).
+    pub fn available_ids(&self, limit: usize, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let view = self.view();
+        view.items
+            .iter()
+            .filter(|(id, m)| m.available && keep(id))
+            .map(|(id, _)| id.clone())
+            .take(limit)
+            .collect()
+    }
+
     pub fn contains(&self, item_id: &str) -> bool {
         self.view().items.get(item_id).is_some_and(|m| m.available)
     }

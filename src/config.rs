@@ -123,6 +123,43 @@ pub struct Config {
     /// Seconds a shutdown waits for requests in flight.
     #[arg(long, env = "RECLOOP_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+
+    // Online learning: what was shown, what it earned, champion and challenger (see `online`).
+    /// Days an impression (what one response showed) is kept, to credit events and to demote
+    /// items shown without a click; the per-version totals outlive it.
+    #[arg(
+        long,
+        env = "RECLOOP_IMPRESSION_RETENTION_DAYS",
+        default_value_t = 30.0
+    )]
+    pub impression_retention_days: f64,
+    /// How often events are credited, challengers decided and old impressions purged, in seconds.
+    #[arg(long, env = "RECLOOP_ONLINE_TICK_SECS", default_value_t = 2)]
+    pub online_tick_secs: u64,
+    /// Share of users a new model first serves as challenger (0 = off: it replaces the old at once).
+    #[arg(long, env = "RECLOOP_CHALLENGER_SHARE", default_value_t = 0.0)]
+    pub challenger_share: f64,
+    /// The online rate that decides a challenger's fate.
+    #[arg(long, env = "RECLOOP_CHALLENGER_METRIC", value_enum, default_value_t = OnlineMetric::PurchaseRate)]
+    pub challenger_metric: OnlineMetric,
+    /// Impressions each arm needs before a challenger is promoted or retired.
+    #[arg(
+        long,
+        env = "RECLOOP_CHALLENGER_MIN_IMPRESSIONS",
+        default_value_t = 1000
+    )]
+    pub challenger_min_impressions: u64,
+    /// One-sided confidence a difference needs to promote or retire (two-proportion z-test).
+    #[arg(long, env = "RECLOOP_CHALLENGER_CONFIDENCE", default_value_t = 0.95)]
+    pub challenger_confidence: f64,
+    /// Share of its score an item loses each time it is shown to a user who does not act on it
+    /// (0 = off, the default: same model and history, same answer, on every replica).
+    #[arg(long, env = "RECLOOP_IMPRESSION_PENALTY", default_value_t = 0.0)]
+    pub impression_penalty: f64,
+    /// Share of a personal list's slots given to new or little-known items (0 = off, the
+    /// default; 0.1 = 1 of 10).
+    #[arg(long, env = "RECLOOP_EXPLORATION", default_value_t = 0.0)]
+    pub exploration: f64,
 }
 
 impl Config {
@@ -177,6 +214,21 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err("max body bytes must be at least 1024".into());
         }
+        if !(self.impression_retention_days.is_finite() && self.impression_retention_days > 0.0) {
+            return Err("impression retention must be > 0 days".into());
+        }
+        if !(0.0..1.0).contains(&self.challenger_share) {
+            return Err("challenger share must be at least 0 and below 1".into());
+        }
+        if !(self.challenger_confidence > 0.5 && self.challenger_confidence < 1.0) {
+            return Err("challenger confidence must be between 0.5 and 1".into());
+        }
+        if !(0.0..1.0).contains(&self.impression_penalty) {
+            return Err("impression penalty must be at least 0 and below 1".into());
+        }
+        if !(0.0..=0.5).contains(&self.exploration) {
+            return Err("exploration must be between 0 and 0.5".into());
+        }
         Ok(())
     }
 
@@ -200,7 +252,23 @@ impl Config {
         }
     }
 
+    pub fn impression_retention(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds((self.impression_retention_days * 86_400_000.0) as i64)
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
     }
+}
+
+/// An online rate, per impression (one response shown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnlineMetric {
+    /// Responses that led to at least one purchase of a shown item.
+    #[value(name = "purchase_rate")]
+    PurchaseRate,
+    /// Responses that led to at least one click on a shown item.
+    #[value(name = "ctr")]
+    Ctr,
 }

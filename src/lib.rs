@@ -3,12 +3,14 @@
 //! Data flows one way: `api` → `serving` / `store`; `training` → `store` + `model` → `serving`.
 
 pub mod api;
+pub mod arms;
 pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod evaluate;
 pub mod import;
 pub mod model;
+pub mod online;
 pub mod serving;
 pub mod store;
 pub mod telemetry;
@@ -39,13 +41,20 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
 }
 
 pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyhow::Result<App> {
-    let serving = Arc::new(Serving::new(
-        store.clone(),
-        config.user_cache_capacity,
-        config.exclude_interacted,
-    ));
+    let serving = Arc::new(
+        Serving::new(
+            store.clone(),
+            config.user_cache_capacity,
+            config.exclude_interacted,
+        )
+        .with_policy(
+            serving::Policy::from_config(&config),
+            Some(online::spawn_writer(store.clone())),
+        ),
+    );
     serving.catalog.apply(&store.list_items().await?);
     training::adopt_newest(&store, &serving).await?;
+    online::adopt_challenger(&store, &serving).await?;
     let trainer = Arc::new(Trainer::new(store.clone(), serving.clone(), config.clone()));
     let state = AppState {
         store,
@@ -77,6 +86,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(bind = %listener.local_addr()?, "recloop listening");
     let (stop_tx, stop_rx) = watch::channel(false);
     let trainer = tokio::spawn(app.state.trainer.clone().run_loop(stop_rx.clone()));
+    let online = Arc::new(online::Online::new(
+        app.state.store.clone(),
+        app.state.serving.clone(),
+        config.clone(),
+    ));
+    let online = tokio::spawn(online.run_loop(stop_rx.clone()));
     let server = axum::serve(listener, app.router).with_graceful_shutdown(async move {
         telemetry::shutdown_signal().await;
         tracing::info!("shutting down: draining requests");
@@ -93,6 +108,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         } => tracing::warn!("requests still running after the grace period; closing"),
     }
     let _ = tokio::time::timeout(grace, trainer).await;
+    let _ = tokio::time::timeout(grace, online).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,27 +3,37 @@
 //! A user's vector is never stored: it is folded in from their full history against the fixed
 //! item factors when they ask, so an event acknowledged a moment ago already counts, and cached
 //! until their next event.
+//!
+//! What a response shows is feedback too: each item loses a share of its score per showing the
+//! user did not act on (counted from the user's last recorded responses, and in-process from
+//! every response since), and a share of a personal list's slots goes to little-known or new
+//! items, chosen from the `recommendation_id` so that a response can be reproduced. With a challenger running, a
+//! stable share of users is answered by it instead of the champion.
 
 use std::{
-    collections::{HashMap, HashSet},
-    hash::BuildHasher,
+    borrow::Cow,
+    collections::{HashMap, HashSet, VecDeque},
+    hash::{BuildHasher, Hasher},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex, OnceLock,
     },
 };
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    arms,
     catalog::Catalog,
+    config::Config,
     domain::{EventType, EventWeights, UserId},
     model::{
         interactions::sort_for_fit, recency::weighted_history, topk::top_k, AlsModel, LogEvent,
         Ranker, UserVector,
     },
-    store::{DynStore, ModelRecord, StoreError, StoreResult, UserStamp},
+    online::ImpressionSink,
+    store::{Arm, DynStore, Impression, ModelRecord, StoreError, StoreResult, UserStamp},
 };
 
 /// What training produces and the database keeps: everything needed to serve, nothing per user.
@@ -79,6 +89,8 @@ pub struct Snapshot {
     pub record: ModelRecord,
     pub model: FittedModel,
     pub index: HashMap<String, u32>,
+    /// Items the model knows least: below the median popularity. Exploration draws from them.
+    pub uncertain: Vec<bool>,
 }
 
 impl Snapshot {
@@ -89,10 +101,17 @@ impl Snapshot {
             .enumerate()
             .map(|(i, id)| (id.clone(), i as u32))
             .collect();
+        let uncertain = {
+            let mut sorted = model.popularity.clone();
+            sorted.sort_unstable_by(f32::total_cmp);
+            let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+            model.popularity.iter().map(|&p| p < median).collect()
+        };
         Self {
             record,
             model,
             index,
+            uncertain,
         }
     }
 
@@ -111,9 +130,88 @@ struct UserState {
     vector: Option<UserVector>,
     interacted: HashSet<u32>,
     purchased: HashSet<u32>,
+    /// Items of the history the model does not know (too new): never explored for this user.
+    touched_unknown: HashSet<String>,
     /// The user's best items under the default hiding rule, ranked once and reused by every
     /// request until the user's next event or the next model: most requests then skip scoring.
-    shortlist: std::sync::OnceLock<Vec<(u32, f32)>>,
+    ranked: OnceLock<Ranked>,
+    /// How often each item was shown since the user last touched it.
+    shown: Mutex<ShownCounts>,
+}
+
+struct Ranked {
+    shortlist: Vec<(u32, f32)>,
+    /// The user's best little-known items: exploration's candidates among known items.
+    explore: Vec<(u32, f32)>,
+}
+
+/// Showings without an action, per item; and this process's newest responses, which a
+/// rebuilt state carries over until the database has them (impressions are written behind).
+#[derive(Default)]
+struct ShownCounts {
+    counts: HashMap<u32, u32>,
+    recent: VecDeque<(String, i64, Vec<u32>)>,
+}
+
+impl ShownCounts {
+    fn add(&mut self, items: &[u32]) {
+        for &i in items {
+            *self.counts.entry(i).or_default() += 1;
+        }
+    }
+
+    fn record(&mut self, recommendation_id: &str, shown_ms: i64, items: Vec<u32>) {
+        self.add(&items);
+        while self
+            .recent
+            .front()
+            .is_some_and(|(_, ms, _)| *ms < shown_ms - CARRY_OVER_MS)
+        {
+            self.recent.pop_front();
+        }
+        self.recent
+            .push_back((recommendation_id.to_owned(), shown_ms, items));
+    }
+}
+
+/// How many of a user's newest recorded responses feed the impression feedback.
+const SHOWN_MEMORY: i64 = 50;
+/// How long a response stays in memory to be carried over into a rebuilt user state: well past
+/// the impression writer's flush delay.
+const CARRY_OVER_MS: i64 = 30_000;
+/// Exploration candidates kept per user among the model's little-known items.
+const EXPLORE_CANDIDATES: usize = 32;
+/// New catalog items (unknown to the model) kept as exploration candidates.
+const NEW_ITEMS_MAX: usize = 1_000;
+
+/// The score an item keeps after `shown` showings without an action: each takes `penalty` of
+/// it away (towards lower scores, whatever the sign).
+pub fn penalized(score: f32, shown: u32, penalty: f32) -> f32 {
+    let keep = (1.0 - penalty).powi(shown.min(1_000) as i32);
+    if score >= 0.0 {
+        score * keep
+    } else {
+        score / keep.max(f32::MIN_POSITIVE)
+    }
+}
+
+/// A number in [0, 1) drawn from a recommendation id: the same id always draws the same.
+fn draw(recommendation_id: &str, salt: u64) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    h.write_u64(salt);
+    h.write(recommendation_id.as_bytes());
+    let x = h.finish();
+    x ^ (x >> 29)
+}
+
+/// How many of `n` slots explore: `n · share`, the fraction rounded up or down by a draw, so
+/// that on average exactly `share` of the slots explore.
+pub fn exploration_slots(n: usize, share: f64, recommendation_id: &str) -> usize {
+    let exact = n as f64 * share;
+    let whole = exact.floor();
+    let unit = (draw(recommendation_id, 0) % 1_000_000) as f64 / 1_000_000.0;
+    let slots = whole as usize + usize::from(unit < exact - whole);
+    slots.min(n / 2)
 }
 
 /// How many ranked items a user's cached shortlist keeps: the largest `n` plus room for
@@ -146,7 +244,9 @@ fn degraded(cached: Option<Arc<UserState>>, e: StoreError) -> StoreResult<Arc<Us
             vector: None,
             interacted: HashSet::new(),
             purchased: HashSet::new(),
-            shortlist: Default::default(),
+            touched_unknown: HashSet::new(),
+            ranked: Default::default(),
+            shown: Default::default(),
         })
     }))
 }
@@ -165,11 +265,34 @@ pub enum Source {
     Popular,
 }
 
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Personalized => "personalized",
+            Self::Popular => "popular",
+        }
+    }
+}
+
 /// One ranked item.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ScoredItem {
     pub item_id: String,
     pub score: f32,
+    /// True for an exploration slot: a little-known or new item, placed at the end of the list
+    /// whatever its score. Absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub explore: bool,
+}
+
+impl ScoredItem {
+    fn new(item_id: String, score: f32) -> Self {
+        Self {
+            item_id,
+            score,
+            explore: false,
+        }
+    }
 }
 
 /// What a recommendation request asks for, parsed.
@@ -182,19 +305,46 @@ pub struct RecommendQuery {
 }
 
 pub struct Recommendation {
+    /// `<ULID>-v<version>`: the version rides in the id (0 before the first model).
+    pub recommendation_id: String,
+    pub arm: Arm,
     pub model_version: Option<i64>,
     pub source: Source,
     pub items: Vec<ScoredItem>,
 }
 
+/// How serving uses what it showed: the settings of `RECLOOP_CHALLENGER_SHARE`,
+/// `RECLOOP_IMPRESSION_PENALTY` and `RECLOOP_EXPLORATION`. The default changes nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Policy {
+    pub challenger_share: f64,
+    pub impression_penalty: f32,
+    pub exploration: f64,
+}
+
+impl Policy {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            challenger_share: config.challenger_share,
+            impression_penalty: config.impression_penalty as f32,
+            exploration: config.exploration,
+        }
+    }
+}
+
 pub struct Serving {
     store: DynStore,
     model: ArcSwapOption<Snapshot>,
+    challenger: ArcSwapOption<Snapshot>,
     pub catalog: Catalog,
     users: moka::sync::Cache<String, Arc<UserState>>,
     generations: Box<[AtomicU64]>,
     hasher: std::collections::hash_map::RandomState,
     exclude_interacted_default: bool,
+    policy: Policy,
+    impressions: Option<ImpressionSink>,
+    /// Available catalog items the champion does not know yet, refreshed by the online loop.
+    new_items: ArcSwap<Vec<String>>,
 }
 
 impl Serving {
@@ -202,16 +352,60 @@ impl Serving {
         Self {
             store,
             model: ArcSwapOption::empty(),
+            challenger: ArcSwapOption::empty(),
             catalog: Catalog::default(),
             users: moka::sync::Cache::new(user_cache_capacity),
             generations: (0..GENERATION_SHARDS).map(|_| AtomicU64::new(0)).collect(),
             hasher: Default::default(),
             exclude_interacted_default: exclude_interacted,
+            policy: Policy::default(),
+            impressions: None,
+            new_items: Default::default(),
         }
     }
 
+    /// Turns on what learning from the shown needs: the policy, and where impressions go.
+    pub fn with_policy(mut self, policy: Policy, impressions: Option<ImpressionSink>) -> Self {
+        self.policy = policy;
+        self.impressions = impressions;
+        self
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    pub fn impressions(&self) -> Option<&ImpressionSink> {
+        self.impressions.as_ref()
+    }
+
+    /// The champion: the model in service for everyone not in the challenger's share.
     pub fn current(&self) -> Option<Arc<Snapshot>> {
         self.model.load_full()
+    }
+
+    pub fn challenger(&self) -> Option<Arc<Snapshot>> {
+        self.challenger.load_full()
+    }
+
+    /// Puts a challenger next to the champion (None: stops it). Users keep their cached state:
+    /// each state carries the version it was built for.
+    pub fn set_challenger(&self, snapshot: Option<Snapshot>) {
+        let version = snapshot.as_ref().map(Snapshot::version);
+        self.challenger.store(snapshot.map(Arc::new));
+        metrics::gauge!("recloop_challenger_version").set(version.unwrap_or(0) as f64);
+    }
+
+    /// Recomputes which available catalog items the champion does not know (new ones).
+    pub fn refresh_new_items(&self) {
+        let Some(snap) = self.current() else {
+            return;
+        };
+        let mut new = self
+            .catalog
+            .available_ids(NEW_ITEMS_MAX, |id| !snap.index.contains_key(id));
+        new.sort_unstable();
+        self.new_items.store(Arc::new(new));
     }
 
     /// Puts a model in service unless a newer one already is (two paths publish: the trainer
@@ -228,8 +422,14 @@ impl Serving {
             return;
         }
         metrics::gauge!("recloop_model_version").set(version as f64);
+        // A challenger that is not newer than the champion has been promoted or overtaken.
+        let stale = self.challenger().is_some_and(|c| c.version() <= version);
+        if stale {
+            self.set_challenger(None);
+        }
         // Cached users carry the old version and would be refolded anyway; free them now.
         self.users.invalidate_all();
+        self.refresh_new_items();
     }
 
     fn shard(&self, user: &str) -> &AtomicU64 {
@@ -239,8 +439,9 @@ impl Serving {
     /// Called after events of `user` were durably committed and before they are acknowledged:
     /// the user's next request re-reads their history.
     pub fn user_changed(&self, user: &str) {
+        // The generation alone makes the cached state stale; the state stays in the cache so
+        // that its rebuild can carry over what was shown and not yet written.
         self.shard(user).fetch_add(1, Ordering::AcqRel);
-        self.users.invalidate(user);
     }
 
     /// The user's folded-in state, from the cache while it is current. Current means: same
@@ -252,6 +453,7 @@ impl Serving {
             .users
             .get(user.as_str())
             .filter(|s| s.model_version == snap.version());
+        let previous = cached.clone();
         let stamp = if self.store.is_shared() {
             match deadline(self.store.user_stamp(user)).await {
                 Ok(stamp) => Some(stamp),
@@ -269,27 +471,69 @@ impl Serving {
             Ok(h) => h,
             Err(e) => return degraded(cached, e),
         };
+        // Telemetry, not truth: without it the feedback just starts from this process's memory.
+        let shown_before = if self.policy.impression_penalty > 0.0 {
+            deadline(self.store.user_impressions(user, SHOWN_MEMORY))
+                .await
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let weights = &snap.model.weights;
         let mut purchased = HashSet::new();
+        let mut touched: HashMap<u32, i64> = HashMap::new();
+        let mut touched_unknown = HashSet::new();
         // The user's events in the order training reads them (time, then item), so recency
         // weighting gives the scores the holdout measured.
-        let mut events: Vec<LogEvent> = history
-            .iter()
-            .filter_map(|e| {
-                let item = *snap.index.get(&e.item_id)?;
+        let mut events: Vec<LogEvent> = Vec::with_capacity(history.len());
+        for e in &history {
+            if let Some(&i) = snap.index.get(&e.item_id) {
+                let last = touched.entry(i).or_insert(i64::MIN);
+                *last = (*last).max(e.ts_ms);
                 let purchase = e.event_type == EventType::Purchase;
                 if purchase {
-                    purchased.insert(item);
+                    purchased.insert(i);
                 }
-                Some(LogEvent {
+                events.push(LogEvent {
                     user: 0,
-                    item,
+                    item: i,
                     weight: weights.of(e.event_type),
                     ts: e.ts_ms.div_euclid(1000),
                     purchase,
-                })
-            })
+                });
+            } else {
+                touched_unknown.insert(e.item_id.clone());
+            }
+        }
+        let mut shown = ShownCounts::default();
+        let mut count_after_touch = |shown_ms: i64, items: &mut dyn Iterator<Item = u32>| {
+            let fresh: Vec<u32> = items
+                .filter(|i| touched.get(i).is_none_or(|&t| t < shown_ms))
+                .collect();
+            shown.add(&fresh);
+        };
+        let recorded: HashSet<&str> = shown_before
+            .iter()
+            .map(|s| s.recommendation_id.as_str())
             .collect();
+        for s in &shown_before {
+            let mut items = s.items.iter().filter_map(|id| snap.index.get(id).copied());
+            count_after_touch(s.shown_ms, &mut items);
+        }
+        let carried: Vec<(String, i64, Vec<u32>)> = previous
+            .map(|p| {
+                let old = p.shown.lock().unwrap_or_else(|e| e.into_inner());
+                old.recent
+                    .iter()
+                    .filter(|(id, _, _)| !recorded.contains(id.as_str()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (_, ms, items) in &carried {
+            count_after_touch(*ms, &mut items.iter().copied());
+        }
+        shown.recent = carried.into();
         sort_for_fit(&mut events);
         let ordered: Vec<(u32, f32)> = events.iter().map(|e| (e.item, e.weight)).collect();
         let fold = weighted_history(&ordered, snap.model.recency);
@@ -301,26 +545,90 @@ impl Serving {
             vector,
             interacted: fold.iter().map(|&(i, _)| i).collect(),
             purchased,
-            shortlist: Default::default(),
+            touched_unknown,
+            ranked: Default::default(),
+            shown: Mutex::new(shown),
         });
         self.users.insert(user.as_str().to_owned(), state.clone());
         Ok(state)
     }
 
-    /// A user's recommendations: personal when they have history the model knows, popular otherwise.
+    /// Which model answers `user`, in which arm, under which experiment (0 = none).
+    fn model_for(&self, user: &UserId) -> Option<(Arc<Snapshot>, Arm, i64)> {
+        let champion = self.current()?;
+        let share = self.policy.challenger_share;
+        let challenger = (share > 0.0).then(|| self.challenger()).flatten();
+        Some(match challenger {
+            Some(c) => {
+                let experiment = c.version();
+                match arms::assign(user.as_str(), experiment, share) {
+                    Arm::Challenger => (c, Arm::Challenger, experiment),
+                    Arm::Champion => (champion, Arm::Champion, experiment),
+                }
+            }
+            None => (champion, Arm::Champion, 0),
+        })
+    }
+
+    /// A user's recommendations: personal when they have history the model knows, popular
+    /// otherwise; what was shown is recorded (behind the response) as an impression.
     pub async fn recommend(
         &self,
         user: &UserId,
         q: &RecommendQuery,
     ) -> StoreResult<Recommendation> {
-        let Some(snap) = self.current() else {
+        let Some((snap, arm, experiment)) = self.model_for(user) else {
             return Ok(Recommendation {
+                recommendation_id: format!("{}-v0", ulid::Ulid::new()),
+                arm: Arm::Champion,
                 model_version: None,
                 source: Source::Popular,
                 items: Vec::new(),
             });
         };
+        let recommendation_id = format!("{}-v{}", ulid::Ulid::new(), snap.version());
         let state = self.user_state(user, &snap).await?;
+        let (source, items) = self.rank(&snap, &state, q, &recommendation_id);
+        let shown_ms = chrono::Utc::now().timestamp_millis();
+        let known: Vec<u32> = items
+            .iter()
+            .filter_map(|it| snap.index.get(&it.item_id).copied())
+            .collect();
+        state
+            .shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(&recommendation_id, shown_ms, known);
+        if let (Some(sink), false) = (&self.impressions, items.is_empty()) {
+            sink.record(Impression {
+                recommendation_id: recommendation_id.clone(),
+                user_id: user.as_str().to_owned(),
+                model_version: snap.version(),
+                arm,
+                experiment,
+                source: source.as_str().to_owned(),
+                items: items.iter().map(|it| it.item_id.clone()).collect(),
+                shown_ms,
+            });
+        }
+        Ok(Recommendation {
+            recommendation_id,
+            arm,
+            model_version: Some(snap.version()),
+            source,
+            items,
+        })
+    }
+
+    /// Ranks for one request: the model's scores less the impression penalty, the filters,
+    /// then the exploration slots.
+    fn rank(
+        &self,
+        snap: &Snapshot,
+        state: &UserState,
+        q: &RecommendQuery,
+        recommendation_id: &str,
+    ) -> (Source, Vec<ScoredItem>) {
         let include_interacted = q.include_interacted || !self.exclude_interacted_default;
         let hidden = |i: u32| {
             state.purchased.contains(&i)
@@ -338,31 +646,118 @@ impl Serving {
             Some(_) => Source::Personalized,
             None => Source::Popular,
         };
+        let penalty = self.policy.impression_penalty;
+        let shown = state.shown.lock().unwrap_or_else(|e| e.into_inner());
+        let demoted = |i: u32, score: f32| match shown.counts.get(&i) {
+            Some(&n) if penalty > 0.0 => penalized(score, n, penalty),
+            _ => score,
+        };
         let mut items = None;
+        let mut explore: Cow<[(u32, f32)]> = Cow::Borrowed(&[]);
         if !include_interacted {
             // The usual request: filter the cached ranking instead of scoring every item.
-            let shortlist = state.shortlist.get_or_init(|| {
+            let ranked = state.ranked.get_or_init(|| {
                 let mut all = Vec::new();
                 scores(&mut all);
-                top_k(&all, SHORTLIST_LEN, |i| {
-                    !state.purchased.contains(&i) && !state.interacted.contains(&i)
-                })
+                let fresh =
+                    |i: u32| !state.purchased.contains(&i) && !state.interacted.contains(&i);
+                Ranked {
+                    shortlist: top_k(&all, SHORTLIST_LEN, fresh),
+                    explore: top_k(&all, EXPLORE_CANDIDATES, |i| {
+                        fresh(i) && snap.uncertain[i as usize]
+                    }),
+                }
             });
-            items = self.pick(&snap, shortlist, SHORTLIST_LEN, q, hidden);
+            let list: Cow<[(u32, f32)]> = if penalty > 0.0 && !shown.counts.is_empty() {
+                let mut list: Vec<(u32, f32)> = ranked
+                    .shortlist
+                    .iter()
+                    .map(|&(i, score)| (i, demoted(i, score)))
+                    .collect();
+                list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                Cow::Owned(list)
+            } else {
+                Cow::Borrowed(&ranked.shortlist)
+            };
+            items = self.pick(snap, &list, SHORTLIST_LEN, q, hidden);
+            explore = Cow::Borrowed(&ranked.explore);
         }
-        let items = match items {
+        let mut items = match items {
             Some(items) => items,
             None => {
                 let mut all = Vec::new();
                 scores(&mut all);
-                self.best(&snap, &all, q, hidden)
+                explore = Cow::Owned(top_k(&all, EXPLORE_CANDIDATES, |i| {
+                    !hidden(i) && snap.uncertain[i as usize]
+                }));
+                if penalty > 0.0 {
+                    for (&i, _) in shown.counts.iter() {
+                        if let Some(s) = all.get_mut(i as usize) {
+                            *s = demoted(i, *s);
+                        }
+                    }
+                }
+                self.best(snap, &all, q, hidden)
             }
         };
-        Ok(Recommendation {
-            model_version: Some(snap.version()),
-            source,
-            items,
-        })
+        drop(shown);
+        // A user without history gets the popular list, as the contract says: only personal
+        // lists explore.
+        if source == Source::Personalized {
+            self.explore(snap, state, q, recommendation_id, &explore, &mut items);
+        }
+        (source, items)
+    }
+
+    /// Gives the last slots to exploration: each drawn from the id among the user's best
+    /// little-known items and the catalog's new ones, skipping what is hidden, filtered out or
+    /// already listed.
+    fn explore(
+        &self,
+        snap: &Snapshot,
+        state: &UserState,
+        q: &RecommendQuery,
+        recommendation_id: &str,
+        known: &[(u32, f32)],
+        items: &mut Vec<ScoredItem>,
+    ) {
+        let slots = exploration_slots(q.n, self.policy.exploration, recommendation_id);
+        if slots == 0 {
+            return;
+        }
+        let new_items = self.new_items.load();
+        let candidates = known.len() + new_items.len();
+        if candidates == 0 {
+            return;
+        }
+        let view = self.catalog.view();
+        let mut chosen: Vec<ScoredItem> = Vec::with_capacity(slots);
+        for slot in 0..slots as u64 {
+            let start = draw(recommendation_id, slot + 1) as usize % candidates;
+            let pick = (0..candidates).find_map(|k| {
+                let c = (start + k) % candidates;
+                let (id, score) = match known.get(c) {
+                    Some(&(i, score)) => (&snap.model.item_ids[i as usize], score),
+                    None => (&new_items[c - known.len()], 0.0),
+                };
+                let usable = !q.exclude.contains(id)
+                    && !state.touched_unknown.contains(id)
+                    && view.allows(id, q.category.as_deref())
+                    && !items.iter().chain(&chosen).any(|it| &it.item_id == id);
+                usable.then(|| ScoredItem {
+                    item_id: id.clone(),
+                    score,
+                    explore: true,
+                })
+            });
+            match pick {
+                Some(item) => chosen.push(item),
+                None => break,
+            }
+        }
+        let keep = q.n.saturating_sub(chosen.len()).min(items.len());
+        items.truncate(keep);
+        items.extend(chosen);
     }
 
     /// Recently popular items, optionally in one category.
@@ -388,10 +783,7 @@ impl Serving {
             .iter()
             .filter(|&&(j, _)| view.allows(&snap.model.item_ids[j as usize], None))
             .take(n)
-            .map(|&(j, score)| ScoredItem {
-                item_id: snap.model.item_ids[j as usize].clone(),
-                score,
-            })
+            .map(|&(j, score)| ScoredItem::new(snap.model.item_ids[j as usize].clone(), score))
             .collect();
         Some((snap.version(), items))
     }
@@ -412,10 +804,7 @@ impl Serving {
             .iter()
             .filter(|&&(i, _)| !hidden(i) && view.allows(&ids[i as usize], q.category.as_deref()))
             .take(q.n)
-            .map(|&(i, score)| ScoredItem {
-                item_id: ids[i as usize].clone(),
-                score,
-            })
+            .map(|&(i, score)| ScoredItem::new(ids[i as usize].clone(), score))
             .collect();
         let exhausted = picked.len() < q.n && ranked.len() >= full;
         (!exhausted).then_some(picked)
@@ -445,5 +834,42 @@ impl Serving {
         };
         self.pick(snap, &ranked, usize::MAX, q, |_| false)
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_ignored_showing_takes_its_share_of_the_score() {
+        assert_eq!(penalized(2.0, 0, 0.25), 2.0);
+        assert!((penalized(2.0, 2, 0.25) - 2.0 * 0.75 * 0.75).abs() < 1e-6);
+        // A negative score moves down too, never up towards zero.
+        assert!(penalized(-1.0, 1, 0.5) < -1.0);
+        assert_eq!(penalized(1.0, 3, 0.0), 1.0, "0 turns it off");
+    }
+
+    #[test]
+    fn exploration_slots_are_drawn_from_the_id_and_average_the_share() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("01J{i:023}-v1")).collect();
+        for id in &ids[..50] {
+            assert_eq!(
+                exploration_slots(5, 0.1, id),
+                exploration_slots(5, 0.1, id),
+                "the same id draws the same"
+            );
+        }
+        assert!(ids.iter().all(|id| exploration_slots(10, 0.1, id) == 1));
+        assert!(ids.iter().all(|id| exploration_slots(10, 0.0, id) == 0));
+        // 5 slots at 10% is half a slot: every other response, on average.
+        let slots: usize = ids.iter().map(|id| exploration_slots(5, 0.1, id)).sum();
+        let share = slots as f64 / (5 * ids.len()) as f64;
+        assert!((share - 0.1).abs() < 0.01, "{share}");
+        assert_eq!(
+            exploration_slots(1, 0.5, &ids[0]),
+            0,
+            "never more than half"
+        );
     }
 }

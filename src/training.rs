@@ -409,13 +409,24 @@ impl Trainer {
             anyhow::bail!("the training lease was lost during training; the result is discarded");
         }
         let training_seconds = started.elapsed().as_secs_f64();
+        // With challengers on, a model that passed the gate first serves a share of users.
+        let challenger = fitted.status == ModelStatus::Accepted
+            && self.config.challenger_share > 0.0
+            && self.serving.current().is_some();
+        let (status, reason) = if challenger {
+            let share = self.config.challenger_share * 100.0;
+            let reason = format!("{}; challenger for {share:.0}% of users", fitted.reason);
+            (ModelStatus::Challenger, reason)
+        } else {
+            (fitted.status, fitted.reason)
+        };
         let record = self
             .store
             .insert_model(
                 NewModelRecord {
                     algorithm: fitted.ranker.name(),
-                    status: fitted.status,
-                    reason: fitted.reason,
+                    status,
+                    reason,
                     trained_at: Utc::now(),
                     training_seconds,
                     events: log.rows.len() as i64,
@@ -445,7 +456,17 @@ impl Trainer {
             "training finished"
         );
         if let Some(model) = fitted.model {
-            self.serving.publish(Snapshot::new(record.clone(), model));
+            let snapshot = Snapshot::new(record.clone(), model);
+            if challenger {
+                self.serving.set_challenger(Some(snapshot));
+            } else {
+                self.serving.publish(snapshot);
+            }
+            // An earlier challenger is replaced (or overtaken); if this fails, the online loop's
+            // next round still serves only the newest.
+            if let Err(e) = crate::online::retire_others(&self.store, record.version).await {
+                tracing::warn!(error = ?e, "could not retire an earlier challenger");
+            }
         }
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((record.clone(), started));
         Ok(Outcome::Trained(record))
@@ -460,7 +481,11 @@ impl Trainer {
             // The first model is due as soon as there are events, unless both triggers are off.
             return Ok(automatic && seq > 0);
         };
-        let new_events = seq - snap.record.log_seq;
+        // A challenger's training counts too: its events are not new.
+        let trained_to = self.serving.challenger().map_or(snap.record.log_seq, |c| {
+            c.record.log_seq.max(snap.record.log_seq)
+        });
+        let new_events = seq - trained_to;
         let by_volume = self.config.retrain_after_events > 0
             && new_events >= self.config.retrain_after_events as i64;
         let age = Utc::now() - snap.record.trained_at;

@@ -46,7 +46,7 @@ pub struct AppState {
         events::post_events,
         items::put_item, items::post_items, items::get_item, items::delete_item,
         recommendations::recommendations, recommendations::similar, recommendations::popular,
-        model::current, model::versions, model::retrain,
+        model::current, model::versions, model::retrain, model::promote, model::retire,
         ops::healthz, ops::readyz, ops::metrics_text, ops::openapi,
     ),
     modifiers(&Keys)

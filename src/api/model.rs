@@ -15,6 +15,7 @@ use super::{
     AppState,
 };
 use crate::{
+    online::{self, ChallengerError, OnlineSummary},
     store::{ModelRecord, ModelStatus},
     training::Outcome,
 };
@@ -26,7 +27,10 @@ pub fn read_router() -> Router<AppState> {
 }
 
 pub fn admin_router() -> Router<AppState> {
-    Router::new().route("/v1/model/retrain", post(retrain))
+    Router::new()
+        .route("/v1/model/retrain", post(retrain))
+        .route("/v1/model/challenger/promote", post(promote))
+        .route("/v1/model/challenger/retire", post(retire))
 }
 
 /// One model version.
@@ -34,10 +38,11 @@ pub fn admin_router() -> Router<AppState> {
 pub struct ModelOut {
     pub version: i64,
     pub algorithm: String,
-    /// `accepted` (put in service) or `rejected` (scored worse than the model in service).
+    /// `accepted` (put in service), `rejected` (scored worse than the model in service),
+    /// `challenger` (serving a share of users until decided) or `retired` (a challenger that lost).
     #[schema(value_type = String, example = "accepted")]
     pub status: ModelStatus,
-    /// Whether this version answers requests now.
+    /// Whether this version answers requests now (as champion or challenger).
     pub in_service: bool,
     /// Why it was accepted or rejected.
     pub reason: String,
@@ -52,12 +57,17 @@ pub struct ModelOut {
     /// The configuration it was fitted with.
     #[schema(value_type = Object)]
     pub params: serde_json::Value,
+    /// What its responses earned online (in `/v1/model/versions`): responses shown, responses
+    /// with a credited click, add-to-cart or purchase, and the rates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online: Option<OnlineSummary>,
 }
 
 impl ModelOut {
-    fn new(r: ModelRecord, serving: Option<i64>) -> Self {
+    fn new(r: ModelRecord, serving: &[i64]) -> Self {
         Self {
-            in_service: serving == Some(r.version),
+            in_service: serving.contains(&r.version),
+            online: None,
             version: r.version,
             algorithm: r.algorithm,
             status: r.status,
@@ -86,8 +96,13 @@ pub struct RetrainStarted {
     pub status: String,
 }
 
-fn serving_version(state: &AppState) -> Option<i64> {
-    state.serving.current().map(|s| s.version())
+/// The versions answering requests: the champion and the challenger, if any.
+fn serving_versions(state: &AppState) -> Vec<i64> {
+    [state.serving.current(), state.serving.challenger()]
+        .into_iter()
+        .flatten()
+        .map(|s| s.version())
+        .collect()
 }
 
 #[utoipa::path(
@@ -103,10 +118,7 @@ pub async fn current(State(state): State<AppState>) -> ApiResult<Json<ModelOut>>
         .serving
         .current()
         .ok_or_else(|| ApiError::NotFound("no model has been trained yet".into()))?;
-    Ok(Json(ModelOut::new(
-        snap.record.clone(),
-        Some(snap.version()),
-    )))
+    Ok(Json(ModelOut::new(snap.record.clone(), &[snap.version()])))
 }
 
 #[utoipa::path(
@@ -118,13 +130,20 @@ pub async fn current(State(state): State<AppState>) -> ApiResult<Json<ModelOut>>
     security((), ("api_key" = []))
 )]
 pub async fn versions(State(state): State<AppState>) -> ApiResult<Json<VersionsOut>> {
-    let serving = serving_version(&state);
+    let serving = serving_versions(&state);
+    let online = online::by_version(&state.store.online_counts().await?);
     let versions = state
         .store
         .model_versions()
         .await?
         .into_iter()
-        .map(|r| ModelOut::new(r, serving))
+        .map(|r| {
+            let summary = online.get(&r.version).copied().unwrap_or_default();
+            ModelOut {
+                online: Some(summary),
+                ..ModelOut::new(r, &serving)
+            }
+        })
         .collect();
     Ok(Json(VersionsOut { versions }))
 }
@@ -191,7 +210,7 @@ pub async fn retrain(
         .map_err(ApiError::from_training)?
     {
         Outcome::Trained(record) => {
-            Ok(Json(ModelOut::new(record, serving_version(&state))).into_response())
+            Ok(Json(ModelOut::new(record, &serving_versions(&state))).into_response())
         }
         Outcome::NoEvents => Err(no_events()),
         Outcome::Busy => Err(ApiError::Internal(anyhow::anyhow!(
@@ -206,4 +225,51 @@ fn no_events() -> ApiError {
         "there are no events to learn from yet",
         Vec::new(),
     )
+}
+
+#[utoipa::path(
+    post, path = "/v1/model/challenger/promote", tag = "model",
+    responses(
+        (status = 200, description = "the promoted version, now the champion", body = ModelOut),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, description = "no challenger is running", body = ErrorEnvelope),
+        (status = 409, description = "the challenger was decided meanwhile", body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope),
+    ),
+    security((), ("admin_key" = []))
+)]
+pub async fn promote(State(state): State<AppState>) -> ApiResult<Json<ModelOut>> {
+    decide(state, true).await
+}
+
+#[utoipa::path(
+    post, path = "/v1/model/challenger/retire", tag = "model",
+    responses(
+        (status = 200, description = "the retired version", body = ModelOut),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, description = "no challenger is running", body = ErrorEnvelope),
+        (status = 409, description = "the challenger was decided meanwhile", body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope),
+    ),
+    security((), ("admin_key" = []))
+)]
+pub async fn retire(State(state): State<AppState>) -> ApiResult<Json<ModelOut>> {
+    decide(state, false).await
+}
+
+async fn decide(state: AppState, promote: bool) -> ApiResult<Json<ModelOut>> {
+    let note = if promote {
+        "; promoted by hand"
+    } else {
+        "; retired by hand"
+    };
+    match online::decide_challenger(&state.store, &state.serving, promote, note).await {
+        Ok(record) => Ok(Json(ModelOut::new(record, &serving_versions(&state)))),
+        Err(ChallengerError::None) => Err(ApiError::NotFound("no challenger is running".into())),
+        Err(ChallengerError::Decided) => Err(ApiError::Conflict {
+            code: "challenger_decided",
+            message: "the challenger was promoted or retired meanwhile".into(),
+        }),
+        Err(ChallengerError::Other(e)) => Err(ApiError::from_training(e)),
+    }
 }

@@ -18,6 +18,7 @@ use super::{
 use crate::{
     domain::{Category, ItemId, UserId},
     serving::{RecommendQuery, ScoredItem, Source},
+    store::Arm,
 };
 
 const MAX_N: usize = 100;
@@ -128,6 +129,8 @@ pub struct RecommendationsOut {
     /// The model version that answered; null before the first model.
     pub model_version: Option<i64>,
     pub source: Source,
+    /// Which model answered: the champion, or a challenger serving a share of users.
+    pub arm: Arm,
     pub items: Vec<ScoredItem>,
 }
 
@@ -169,13 +172,12 @@ pub async fn recommendations(
         include_interacted: params.include_interacted()?,
     };
     let rec = state.serving.recommend(&user, &q).await?;
-    // The version rides in the id, so an event carrying it can be credited without a lookup.
-    let recommendation_id = format!("{}-v{}", ulid::Ulid::new(), rec.model_version.unwrap_or(0));
     Ok(Json(RecommendationsOut {
         user_id: user.into_inner(),
-        recommendation_id,
+        recommendation_id: rec.recommendation_id,
         model_version: rec.model_version,
         source: rec.source,
+        arm: rec.arm,
         items: rec.items,
     }))
 }

@@ -98,6 +98,10 @@ pub enum ModelStatus {
     Accepted,
     /// Scored worse than the model in service on the same holdout; never served.
     Rejected,
+    /// Passed the gate and serves a share of users next to the champion until decided.
+    Challenger,
+    /// A challenger that lost (online, or by hand); no longer served.
+    Retired,
 }
 
 impl ModelStatus {
@@ -105,12 +109,16 @@ impl ModelStatus {
         match self {
             Self::Accepted => "accepted",
             Self::Rejected => "rejected",
+            Self::Challenger => "challenger",
+            Self::Retired => "retired",
         }
     }
     fn parse(s: &str) -> StoreResult<Self> {
         match s {
             "accepted" => Ok(Self::Accepted),
             "rejected" => Ok(Self::Rejected),
+            "challenger" => Ok(Self::Challenger),
+            "retired" => Ok(Self::Retired),
             other => Err(StoreError::Corrupt(format!(
                 "unknown model status {other:?}"
             ))),
@@ -184,6 +192,123 @@ impl TrainingLease {
     }
 }
 
+/// Which model answered a response: the champion, or a challenger trying for its place.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Arm {
+    Champion,
+    Challenger,
+}
+
+impl Arm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Champion => "champion",
+            Self::Challenger => "challenger",
+        }
+    }
+    fn parse(s: &str) -> StoreResult<Self> {
+        match s {
+            "champion" => Ok(Self::Champion),
+            "challenger" => Ok(Self::Challenger),
+            other => Err(StoreError::Corrupt(format!("unknown arm {other:?}"))),
+        }
+    }
+}
+
+/// What one recommendation response showed, as recorded for crediting and feedback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Impression {
+    pub recommendation_id: String,
+    pub user_id: String,
+    /// 0 when no model answered.
+    pub model_version: i64,
+    pub arm: Arm,
+    /// The challenger version while an experiment runs, else 0.
+    pub experiment: i64,
+    pub source: String,
+    /// In the order shown.
+    pub items: Vec<String>,
+    pub shown_ms: i64,
+}
+
+/// One response a user was shown, as the request path needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shown {
+    pub recommendation_id: String,
+    pub items: Vec<String>,
+    pub shown_ms: i64,
+}
+
+/// Online totals of one model version in one arm of one experiment (0 = none). Clicks,
+/// add-to-carts and purchases count responses that earned at least one, so each is a proportion
+/// of `impressions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnlineCounts {
+    pub model_version: i64,
+    pub arm: Arm,
+    pub experiment: i64,
+    pub impressions: i64,
+    pub clicks: i64,
+    pub add_to_carts: i64,
+    pub purchases: i64,
+}
+
+/// Items are packed into one text column; ids never hold control characters.
+const ITEM_SEPARATOR: char = '\n';
+
+fn pack_items(items: &[String]) -> String {
+    items.join("\n")
+}
+
+fn unpack_items(packed: &str) -> Vec<String> {
+    if packed.is_empty() {
+        return Vec::new();
+    }
+    packed.split(ITEM_SEPARATOR).map(str::to_owned).collect()
+}
+
+/// Sums impressions per (version, arm, experiment), for one upsert per group.
+fn impression_totals(batch: &[Impression]) -> Vec<((i64, Arm, i64), i64)> {
+    let mut totals: std::collections::HashMap<(i64, Arm, i64), i64> = Default::default();
+    for i in batch {
+        *totals
+            .entry((i.model_version, i.arm, i.experiment))
+            .or_default() += 1;
+    }
+    totals.into_iter().collect()
+}
+
+/// Sums newly credited responses per (version, arm, experiment) and event type.
+fn credit_totals(rows: &[(i64, Arm, i64, EventType)]) -> Vec<((i64, Arm, i64), [i64; 3])> {
+    let mut totals: std::collections::HashMap<(i64, Arm, i64), [i64; 3]> = Default::default();
+    for &(version, arm, experiment, t) in rows {
+        let slot = match t {
+            EventType::Click => 0,
+            EventType::AddToCart => 1,
+            EventType::Purchase => 2,
+            EventType::View => continue,
+        };
+        totals.entry((version, arm, experiment)).or_default()[slot] += 1;
+    }
+    totals.into_iter().collect()
+}
+
+/// The event types that earn a response credit (a view is only a view).
+const CREDITED_TYPES: [EventType; 3] =
+    [EventType::Click, EventType::AddToCart, EventType::Purchase];
+
+/// What one credit tally did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Responses newly credited (per event type).
+    pub credited: u64,
+    /// The newest event sequence number read.
+    pub read_to: i64,
+}
+
 /// A cheap fingerprint of a user's history: (number of events, newest sequence number).
 /// Any event committed for the user changes it.
 pub type UserStamp = (i64, i64);
@@ -255,6 +380,59 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest accepted model and its fitted parameters.
     async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>>;
+
+    // Online learning. The defaults record nothing: a store without them (a test wrapper)
+    // serves as before, without credit, challengers or impression feedback.
+
+    /// Records what responses showed, and counts them in the online totals, in one transaction.
+    async fn insert_impressions(&self, _batch: Vec<Impression>) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// The user's newest `limit` recorded responses, newest first.
+    async fn user_impressions(&self, _user: &UserId, _limit: i64) -> StoreResult<Vec<Shown>> {
+        Ok(Vec::new())
+    }
+
+    /// Credits every event after the settled point that names a recorded response of the same
+    /// user and one of its shown items (click, add-to-cart or purchase; once per response and
+    /// type), adding to the online totals; then moves the settled point up to `settle_to`
+    /// (never down). Reading again what is not settled yet credits nothing twice.
+    async fn tally_credit(&self, _settle_to: i64) -> StoreResult<Tally> {
+        Ok(Tally::default())
+    }
+
+    /// Every online total.
+    async fn online_counts(&self) -> StoreResult<Vec<OnlineCounts>> {
+        Ok(Vec::new())
+    }
+
+    /// Deletes impressions (and their credit marks) shown before `before_ms`; the totals stay.
+    async fn purge_impressions(&self, _before_ms: i64) -> StoreResult<u64> {
+        Ok(0)
+    }
+
+    /// Moves a model from one status to another, appending `note` to its reason; false when it
+    /// was not in status `from` (another replica decided first). Announced like a new model.
+    async fn change_model_status(
+        &self,
+        _version: i64,
+        _from: ModelStatus,
+        _to: ModelStatus,
+        _note: &str,
+    ) -> StoreResult<bool> {
+        Ok(false)
+    }
+
+    /// The challenger and its fitted parameters, if one is running.
+    async fn challenger_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+        Ok(None)
+    }
+
+    /// The challenger's version, without its parameters (cheap enough to poll).
+    async fn challenger_version(&self) -> StoreResult<Option<i64>> {
+        Ok(None)
+    }
 }
 
 pub type DynStore = Arc<dyn Store>;

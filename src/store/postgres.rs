@@ -441,4 +441,219 @@ impl Store for PostgresStore {
             Some(row) => Ok(Some((model_from_row(&row)?, row.try_get("data")?))),
         }
     }
+
+    async fn insert_impressions(&self, batch: Vec<Impression>) -> StoreResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+                "INSERT INTO impressions (recommendation_id, user_id, model_version, \
+                 arm, experiment, source, items, shown_ms) ",
+            );
+            q.push_values(chunk, |mut b, i| {
+                b.push_bind(&i.recommendation_id)
+                    .push_bind(&i.user_id)
+                    .push_bind(i.model_version)
+                    .push_bind(i.arm.as_str())
+                    .push_bind(i.experiment)
+                    .push_bind(&i.source)
+                    .push_bind(pack_items(&i.items))
+                    .push_bind(i.shown_ms);
+            });
+            q.push(" ON CONFLICT (recommendation_id) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        for ((version, arm, experiment), n) in impression_totals(&batch) {
+            sqlx::query(
+                "INSERT INTO online_counts (model_version, arm, experiment, impressions) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (model_version, arm, experiment) \
+                 DO UPDATE SET impressions = online_counts.impressions + excluded.impressions",
+            )
+            .bind(version)
+            .bind(arm.as_str())
+            .bind(experiment)
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_impressions(&self, user: &UserId, limit: i64) -> StoreResult<Vec<Shown>> {
+        let rows = sqlx::query(
+            "SELECT recommendation_id, items, shown_ms FROM impressions WHERE user_id = $1 \
+             ORDER BY shown_ms DESC LIMIT $2",
+        )
+        .bind(user.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Shown {
+                    recommendation_id: r.try_get("recommendation_id")?,
+                    items: unpack_items(r.try_get("items")?),
+                    shown_ms: r.try_get("shown_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn tally_credit(&self, settle_to: i64) -> StoreResult<Tally> {
+        let mut tx = self.pool.begin().await?;
+        // Row-locked: tallies of several replicas take turns instead of deadlocking on credits.
+        let from: i64 =
+            sqlx::query_scalar("SELECT seq FROM credit_progress WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await?;
+        let to: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+            .fetch_one(&mut *tx)
+            .await?;
+        let to = to.unwrap_or(0);
+        let types = CREDITED_TYPES.map(|t| t.code().to_string()).join(", ");
+        // The item must be among those shown: the packed list is bracketed by separators so
+        // that one id never matches inside another.
+        let rows = sqlx::query(&format!(
+            "INSERT INTO credits (recommendation_id, type, model_version, arm, experiment, shown_ms) \
+             SELECT DISTINCT i.recommendation_id, e.type, i.model_version, i.arm, i.experiment, \
+             i.shown_ms FROM events e JOIN impressions i ON i.recommendation_id = e.recommendation_id \
+             WHERE e.seq > $1 AND e.seq <= $2 AND e.type IN ({types}) AND e.user_id = i.user_id \
+             AND strpos(chr(10) || i.items || chr(10), chr(10) || e.item_id || chr(10)) > 0 \
+             ON CONFLICT DO NOTHING RETURNING model_version, arm, experiment, type"
+        ))
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *tx)
+        .await?;
+        let credited = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("model_version")?,
+                    Arm::parse(r.try_get("arm")?)?,
+                    r.try_get("experiment")?,
+                    event_type(r.try_get("type")?)?,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        for ((version, arm, experiment), [clicks, carts, purchases]) in credit_totals(&credited) {
+            sqlx::query(
+                "INSERT INTO online_counts (model_version, arm, experiment, clicks, add_to_carts, \
+                 purchases) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (model_version, arm, experiment) \
+                 DO UPDATE SET clicks = online_counts.clicks + excluded.clicks, \
+                 add_to_carts = online_counts.add_to_carts + excluded.add_to_carts, \
+                 purchases = online_counts.purchases + excluded.purchases",
+            )
+            .bind(version)
+            .bind(arm.as_str())
+            .bind(experiment)
+            .bind(clicks)
+            .bind(carts)
+            .bind(purchases)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE credit_progress SET seq = GREATEST(seq, LEAST($1, $2)) WHERE id = 1")
+            .bind(settle_to)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Tally {
+            credited: credited.len() as u64,
+            read_to: to,
+        })
+    }
+
+    async fn online_counts(&self) -> StoreResult<Vec<OnlineCounts>> {
+        let rows = sqlx::query(
+            "SELECT model_version, arm, experiment, impressions, clicks, add_to_carts, purchases \
+             FROM online_counts ORDER BY model_version, arm, experiment",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OnlineCounts {
+                    model_version: r.try_get("model_version")?,
+                    arm: Arm::parse(r.try_get("arm")?)?,
+                    experiment: r.try_get("experiment")?,
+                    impressions: r.try_get("impressions")?,
+                    clicks: r.try_get("clicks")?,
+                    add_to_carts: r.try_get("add_to_carts")?,
+                    purchases: r.try_get("purchases")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_impressions(&self, before_ms: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let purged = sqlx::query("DELETE FROM impressions WHERE shown_ms < $1")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM credits WHERE shown_ms < $1")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(purged)
+    }
+
+    async fn change_model_status(
+        &self,
+        version: i64,
+        from: ModelStatus,
+        to: ModelStatus,
+        note: &str,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE model_versions SET status = $1, reason = reason || $2 \
+             WHERE version = $3 AND status = $4",
+        )
+        .bind(to.as_str())
+        .bind(note)
+        .bind(version)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let changed = done.rows_affected() > 0;
+        if changed {
+            // Other replicas adopt a promoted model and drop a retired challenger at once.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(MODEL_CHANNEL)
+                .bind(version.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn challenger_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
+             WHERE status = 'challenger' ORDER BY version DESC LIMIT 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some((model_from_row(&row)?, row.try_get("data")?))),
+        }
+    }
+
+    async fn challenger_version(&self) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(version) FROM model_versions WHERE status = 'challenger'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
 }

@@ -20,6 +20,7 @@ mod helpers;
 mod import;
 mod keys;
 mod model;
+mod online;
 mod ops;
 #[path = "../common/pg.rs"]
 mod pg;
@@ -92,6 +93,18 @@ on_both_backends! {
         a_worse_candidate_is_rejected_and_the_old_model_keeps_serving,
         retrain_is_409_while_a_training_runs_and_wait_waits_it_out,
         a_restart_keeps_events_catalog_and_model,
+    ],
+    online: [
+        events_naming_a_response_are_credited_to_its_version,
+        impressions_older_than_the_retention_are_purged_and_the_totals_stay,
+        a_new_model_first_serves_its_share_as_challenger,
+        the_challenger_is_promoted_or_retired_by_hand,
+        the_online_rule_promotes_a_better_challenger_and_retires_a_worse_one,
+        an_item_shown_without_a_click_falls_in_that_users_ranking,
+        without_penalty_or_exploration_repeated_requests_agree,
+        a_bought_item_never_comes_back,
+        exploration_shows_little_known_and_new_items_in_its_share,
+        another_replica_follows_the_challenger_from_the_database,
     ],
     ops: [
         health_and_readiness,

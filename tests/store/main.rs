@@ -11,6 +11,7 @@ mod events;
 mod json;
 mod lifecycle;
 mod models;
+mod online;
 #[path = "../common/pg.rs"]
 mod pg;
 mod support;
@@ -75,6 +76,11 @@ conformance! {
         models::model_versions_round_trip_newest_first,
         models::latest_accepted_skips_rejected,
         json::json_numbers_round_trip,
+        online::impressions_round_trip_newest_first,
+        online::credit_needs_the_same_user_and_a_shown_item,
+        online::a_settled_range_is_not_read_again,
+        online::purge_takes_old_impressions_and_keeps_totals,
+        online::a_challenger_is_decided_once,
     ],
     database: [
         lifecycle::reopen_keeps_everything,

@@ -119,6 +119,7 @@ pub fn model_record(status: ModelStatus, n: i64) -> NewModelRecord {
             ModelStatus::Rejected => {
                 format!("NDCG@10 0.17 < 0.19 of version {n}, which keeps serving")
             }
+            other => format!("{} as version {n}", other.as_str()),
         },
         trained_at: Utc
             .timestamp_opt(1_764_238_500 + n, 123_456_789)

@@ -1,0 +1,200 @@
+//! The online tables: impressions, credit, totals, and model statuses for challengers.
+
+use recloop::{
+    domain::EventType,
+    store::{Arm, DynStore, Impression, ModelStatus, OnlineCounts},
+};
+
+use crate::support::*;
+
+fn shown(id: &str, user: &str, version: i64, arm: Arm, items: &[&str], ms: i64) -> Impression {
+    Impression {
+        recommendation_id: id.to_owned(),
+        user_id: user.to_owned(),
+        model_version: version,
+        arm,
+        experiment: if arm == Arm::Challenger { version } else { 0 },
+        source: "personalized".to_owned(),
+        items: items.iter().map(|s| s.to_string()).collect(),
+        shown_ms: ms,
+    }
+}
+
+fn naming(
+    user: &str,
+    item: &str,
+    t: EventType,
+    recommendation_id: &str,
+) -> recloop::domain::NewEvent {
+    let mut e = event(user, item, t, 1_700_000_000_000);
+    e.recommendation_id = Some(recommendation_id.to_owned());
+    e
+}
+
+fn totals(counts: &[OnlineCounts], version: i64, arm: Arm) -> (i64, i64, i64, i64) {
+    counts
+        .iter()
+        .filter(|c| c.model_version == version && c.arm == arm)
+        .fold((0, 0, 0, 0), |t, c| {
+            (
+                t.0 + c.impressions,
+                t.1 + c.clicks,
+                t.2 + c.add_to_carts,
+                t.3 + c.purchases,
+            )
+        })
+}
+
+/// A user's responses come back newest first, items in the order shown, ids intact.
+pub async fn impressions_round_trip_newest_first(store: DynStore) {
+    let odd = "sku 1/ü,\"x\"";
+    store
+        .insert_impressions(vec![
+            shown("r1", "u1", 1, Arm::Champion, &["a", odd], 1_000),
+            shown("r2", "u1", 1, Arm::Champion, &["b"], 3_000),
+            shown("r3", "u1", 1, Arm::Champion, &["c"], 2_000),
+            shown("r4", "u2", 1, Arm::Champion, &["a"], 4_000),
+        ])
+        .await
+        .unwrap();
+    let got = store.user_impressions(&user("u1"), 2).await.unwrap();
+    let ids: Vec<&str> = got.iter().map(|s| s.recommendation_id.as_str()).collect();
+    assert_eq!(ids, ["r2", "r3"]);
+    let all = store.user_impressions(&user("u1"), 10).await.unwrap();
+    assert_eq!(all[2].items, ["a", odd]);
+    assert_eq!(all[2].shown_ms, 1_000);
+    let counts = store.online_counts().await.unwrap();
+    assert_eq!(totals(&counts, 1, Arm::Champion), (4, 0, 0, 0));
+}
+
+/// Credit goes to the response's version and arm only for its user and a shown item, once per
+/// response and event type; views earn nothing; unknown ids nothing.
+pub async fn credit_needs_the_same_user_and_a_shown_item(store: DynStore) {
+    store
+        .insert_impressions(vec![
+            shown("r1", "u1", 3, Arm::Champion, &["a", "b"], 1_000),
+            shown("r2", "u2", 4, Arm::Challenger, &["ab"], 1_000),
+        ])
+        .await
+        .unwrap();
+    store
+        .append_events(vec![
+            naming("u1", "a", EventType::Click, "r1"),
+            naming("u1", "b", EventType::Click, "r1"),
+            naming("u1", "b", EventType::Purchase, "r1"),
+            naming("u1", "a", EventType::View, "r1"),
+            // Not shown ("a" is inside "ab", which must not match).
+            naming("u2", "a", EventType::AddToCart, "r2"),
+            // Another user's response.
+            naming("u9", "a", EventType::AddToCart, "r1"),
+            naming("u1", "a", EventType::AddToCart, "nobody-knows-v3"),
+            naming("u2", "ab", EventType::AddToCart, "r2"),
+        ])
+        .await
+        .unwrap();
+    let tally = store.tally_credit(0).await.unwrap();
+    assert_eq!(
+        tally.credited, 3,
+        "click + purchase of r1, add-to-cart of r2"
+    );
+    assert_eq!(tally.read_to, store.max_event_seq().await.unwrap());
+    // The same range read again credits nothing twice.
+    assert_eq!(store.tally_credit(0).await.unwrap().credited, 0);
+    let counts = store.online_counts().await.unwrap();
+    assert_eq!(totals(&counts, 3, Arm::Champion), (1, 1, 0, 1));
+    assert_eq!(totals(&counts, 4, Arm::Challenger), (1, 0, 1, 0));
+}
+
+/// Until a range is settled an event is credited even if its impression is written after it;
+/// once settled, the range is not read again.
+pub async fn a_settled_range_is_not_read_again(store: DynStore) {
+    store
+        .append_events(vec![naming("u1", "a", EventType::Click, "late")])
+        .await
+        .unwrap();
+    let first = store.tally_credit(0).await.unwrap();
+    assert_eq!(first.credited, 0, "the impression is not written yet");
+    store
+        .insert_impressions(vec![shown("late", "u1", 1, Arm::Champion, &["a"], 1)])
+        .await
+        .unwrap();
+    let second = store.tally_credit(first.read_to).await.unwrap();
+    assert_eq!(second.credited, 1, "read again while unsettled");
+
+    store
+        .append_events(vec![naming("u1", "a", EventType::Click, "later")])
+        .await
+        .unwrap();
+    let read = store.tally_credit(0).await.unwrap().read_to;
+    store.tally_credit(read).await.unwrap();
+    store
+        .insert_impressions(vec![shown("later", "u1", 1, Arm::Champion, &["a"], 1)])
+        .await
+        .unwrap();
+    assert_eq!(store.tally_credit(0).await.unwrap().credited, 0, "settled");
+}
+
+/// Purging takes impressions (and their credit marks) shown before the cutoff; totals stay.
+pub async fn purge_takes_old_impressions_and_keeps_totals(store: DynStore) {
+    store
+        .insert_impressions(vec![
+            shown("old", "u1", 1, Arm::Champion, &["a"], 1_000),
+            shown("new", "u1", 1, Arm::Champion, &["a"], 5_000),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.purge_impressions(5_000).await.unwrap(), 1);
+    assert_eq!(store.purge_impressions(5_000).await.unwrap(), 0);
+    let left = store.user_impressions(&user("u1"), 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].recommendation_id, "new");
+    let counts = store.online_counts().await.unwrap();
+    assert_eq!(totals(&counts, 1, Arm::Champion).0, 2);
+}
+
+/// A challenger is found as such; a status moves only from the status expected, once.
+pub async fn a_challenger_is_decided_once(store: DynStore) {
+    assert_eq!(store.challenger_version().await.unwrap(), None);
+    let champion = store
+        .insert_model(model_record(ModelStatus::Accepted, 0), Some(vec![1; 8]))
+        .await
+        .unwrap();
+    let challenger = store
+        .insert_model(model_record(ModelStatus::Challenger, 1), Some(vec![2; 8]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.challenger_version().await.unwrap(),
+        Some(challenger.version)
+    );
+    let (record, blob) = store.challenger_model().await.unwrap().unwrap();
+    assert_eq!((record.version, blob), (challenger.version, vec![2; 8]));
+    assert_eq!(
+        store.latest_accepted_version().await.unwrap(),
+        Some(champion.version),
+        "a challenger is not the champion"
+    );
+
+    let promote = |note| {
+        store.change_model_status(
+            challenger.version,
+            ModelStatus::Challenger,
+            ModelStatus::Accepted,
+            note,
+        )
+    };
+    assert!(promote("; promoted").await.unwrap());
+    assert!(!promote("; twice").await.unwrap(), "decided once");
+    let versions = store.model_versions().await.unwrap();
+    assert_eq!(versions[0].status, ModelStatus::Accepted);
+    assert!(
+        versions[0].reason.ends_with("; promoted"),
+        "{}",
+        versions[0].reason
+    );
+    assert_eq!(store.challenger_version().await.unwrap(), None);
+    assert_eq!(
+        store.latest_accepted_version().await.unwrap(),
+        Some(challenger.version)
+    );
+}
