@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod import;
 pub mod model;
 pub mod serving;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod training;

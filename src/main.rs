@@ -35,6 +35,8 @@ enum Command {
         #[command(flatten)]
         config: Box<Config>,
     },
+    /// Run a simulated shop against recloop, popularity and an oracle; write a CSV and a chart.
+    Simulate(#[command(flatten)] Box<recloop::simulate::Options>),
     /// Bulk-load an event log (CSV: user_id,item_id,type,timestamp).
     Import {
         file: PathBuf,
@@ -83,6 +85,22 @@ async fn main() -> anyhow::Result<()> {
             config.popularity_half_life_days,
             json,
         ),
+        Command::Simulate(options) => {
+            // The in-process recloops log at warn: their per-training lines would bury the
+            // progress bars (RUST_LOG still wins).
+            if std::env::var_os("RUST_LOG").is_none() {
+                std::env::set_var("RUST_LOG", "warn");
+            }
+            recloop::telemetry::init_tracing(false);
+            let report = recloop::simulate::run(&options, &Config::default_for("")).await?;
+            print!("{}", report.summary(options.summary_periods));
+            println!(
+                "wrote {} and {}",
+                options.out_dir.join("simulation.csv").display(),
+                options.out_dir.join("simulation.svg").display()
+            );
+            Ok(())
+        }
         Command::Import { file, config } => {
             recloop::telemetry::init_tracing(config.log_json);
             let app = recloop::build_app(*config).await?;
