@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
             // The in-process recloops log at warn: their per-training lines would bury the
             // progress bars (RUST_LOG still wins).
             if std::env::var_os("RUST_LOG").is_none() {
-                std::env::set_var("RUST_LOG", "warn");
+                std::env::set_var("RUST_LOG", "warn,sqlx=error");
             }
             recloop::telemetry::init_tracing(false);
             let report = recloop::simulate::run(&options, &Config::default_for("")).await?;

@@ -273,11 +273,15 @@ impl Arm {
             let rec = shown.recommendation_id.as_deref();
             events.clear();
             for (position, &item) in shown.items.iter().enumerate() {
+                let exposures = shoppers.exposures(user, item);
+                if exposures > 0 {
+                    tally.repeats += 1;
+                }
                 let reaction = world.react(
                     session,
                     item,
                     position,
-                    shoppers.exposures(user, item),
+                    exposures,
                     shoppers.bought(user, item),
                 );
                 shoppers.see(user, item);

@@ -42,7 +42,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1_000)]
     pub items: usize,
     /// Simulated periods (days) that are measured.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 40)]
     pub periods: usize,
     /// Periods before those in which users only browse by themselves, so that the recloops
     /// have a history (and a first model) when the measured periods begin. The same in every
@@ -50,7 +50,7 @@ pub struct Options {
     #[arg(long, default_value_t = 2)]
     pub warmup_periods: usize,
     /// Sessions in each period.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 300)]
     pub sessions_per_period: usize,
     /// Seed of the world and of the schedule of sessions.
     #[arg(long, default_value_t = 1)]

@@ -15,6 +15,8 @@ use super::arms::ArmKind;
 pub struct Tally {
     pub sessions: u64,
     pub impressions: u64,
+    /// Impressions of an item the user had seen before (shown or browsed): worn-out slots.
+    pub repeats: u64,
     pub clicks: u64,
     pub carts: u64,
     pub purchases: u64,
@@ -26,6 +28,7 @@ impl Tally {
     fn add(&mut self, other: &Tally) {
         self.sessions += other.sessions;
         self.impressions += other.impressions;
+        self.repeats += other.repeats;
         self.clicks += other.clicks;
         self.carts += other.carts;
         self.purchases += other.purchases;
@@ -65,6 +68,7 @@ struct Row {
     arm: &'static str,
     sessions: u64,
     impressions: u64,
+    repeats: u64,
     clicks: u64,
     carts: u64,
     purchases: u64,
@@ -101,6 +105,7 @@ impl Report {
                     arm: arm.name(),
                     sessions: t.sessions,
                     impressions: t.impressions,
+                    repeats: t.repeats,
                     clicks: t.clicks,
                     carts: t.carts,
                     purchases: t.purchases,
@@ -167,10 +172,11 @@ impl Report {
     /// The figures of the last `last` periods, as printed at the end of a run.
     pub fn summary(&self, last: usize) -> String {
         let mut out = format!(
-            "over the last {last} of {} periods:\n{:<11} {:>11} {:>8} {:>10} {:>14}\n",
+            "over the last {last} of {} periods:\n{:<11} {:>11} {:>8} {:>8} {:>10} {:>14}\n",
             self.periods(),
             "arm",
             "impressions",
+            "repeats",
             "CTR",
             "purchases",
             "purchase rate"
@@ -178,9 +184,10 @@ impl Report {
         for (arm, _) in &self.arms {
             let t = self.last(*arm, last);
             out += &format!(
-                "{:<11} {:>11} {:>7.2}% {:>10} {:>13.3}%\n",
+                "{:<11} {:>11} {:>7.0}% {:>7.2}% {:>10} {:>13.3}%\n",
                 arm.name(),
                 t.impressions,
+                100.0 * ratio(t.repeats, t.impressions),
                 t.ctr() * 100.0,
                 t.purchases,
                 t.purchase_rate() * 100.0
@@ -209,6 +216,7 @@ mod tests {
         Tally {
             sessions: impressions / 10,
             impressions,
+            repeats: impressions / 2,
             clicks,
             carts: purchases,
             purchases,
@@ -257,10 +265,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "period,arm,sessions,impressions,clicks,carts,purchases,ctr,purchase_rate,model_version"
+            "period,arm,sessions,impressions,repeats,clicks,carts,purchases,ctr,purchase_rate,model_version"
         );
         assert_eq!(lines.len(), 1 + 3 * 3);
-        assert_eq!(lines[4], "2,recloop,10,100,10,2,2,0.10000,0.02000,1");
+        assert_eq!(lines[4], "2,recloop,10,100,50,10,2,2,0.10000,0.02000,1");
         r.write_chart(&dir.path().join("s.svg"), "test").unwrap();
         let svg = std::fs::read_to_string(dir.path().join("s.svg")).unwrap();
         assert!(
