@@ -86,12 +86,7 @@ async fn main() -> anyhow::Result<()> {
             json,
         ),
         Command::Simulate(options) => {
-            // The in-process recloops log at warn: their per-training lines would bury the
-            // progress bars (RUST_LOG still wins).
-            if std::env::var_os("RUST_LOG").is_none() {
-                std::env::set_var("RUST_LOG", "warn,sqlx=error");
-            }
-            recloop::telemetry::init_tracing(false);
+            recloop::simulate::init_tracing();
             let report = recloop::simulate::run(&options, &Config::default_for("")).await?;
             print!("{}", report.summary(options.summary_periods));
             println!(

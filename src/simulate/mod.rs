@@ -190,6 +190,17 @@ pub async fn run(options: &Options, service: &Config) -> anyhow::Result<Report> 
     Ok(report)
 }
 
+/// Logs to stderr at `warn` unless `RUST_LOG` says otherwise: the in-process recloops'
+/// per-training lines would bury the progress bars.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx=error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// A fresh recloop in this process: its own SQLite database in a temporary directory, served
 /// on a free port of 127.0.0.1, with the background trainer running as `recloop serve` runs it.
 struct Local {

@@ -1,8 +1,11 @@
 //! A short run of `recloop simulate`: the loop, learning in the background from its own
 //! events, must beat popularity on the same simulated shoppers.
 
+use std::future::IntoFuture;
+
 use recloop::{
     config::Config,
+    domain::EventType,
     simulate::{arms::ArmKind, run, Options},
 };
 
@@ -67,4 +70,52 @@ async fn the_loop_beats_popularity_on_the_same_shoppers() {
     assert_eq!(csv.lines().count(), 1 + 12 * 3);
     let svg = std::fs::read_to_string(dir.path().join("simulation.svg")).expect("the chart");
     assert!(svg.contains("<svg") && svg.contains("oracle"));
+}
+
+/// `--url`: the recloop arm drives a recloop running elsewhere, with its key, under ids of its
+/// own; the popularity arm still gets an in-process one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_recloop_is_driven_over_http_with_its_key() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config =
+        Config::default_for(format!("sqlite://{}", dir.path().join("live.db").display()));
+    config.factors = 8;
+    config.iterations = 3;
+    config.trainer_tick_secs = 1;
+    config.retrain_after_events = 200;
+    config.api_key = Some("sim-key".parse().expect("a key"));
+    let app = recloop::build_app(config.clone())
+        .await
+        .expect("the live app");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let trainer = tokio::spawn(app.state.trainer.clone().run_loop(stopped));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let server = tokio::spawn(axum::serve(listener, app.router).into_future());
+
+    let mut options = options(dir.path().join("out"));
+    options.url = Some(url);
+    options.api_key = config.api_key.clone();
+    options.periods = 2;
+    options.summary_periods = 2;
+    let mut service = Config::default_for("");
+    service.factors = 8;
+    service.iterations = 3;
+    let report = run(&options, &service).await.expect("the simulation runs");
+
+    let recloop = report.last(ArmKind::Recloop, 2);
+    assert_eq!(recloop.sessions, 2 * 150);
+    assert!(recloop.impressions > 0 && recloop.model_version.is_some());
+    let log = app.state.store.load_log().await.expect("the live log").rows;
+    assert!(log.iter().any(|r| r.event_type == EventType::Click));
+    assert!(
+        log.iter()
+            .all(|r| r.user_id.starts_with("sim") && r.item_id.starts_with("sim")),
+        "every id carries the run's prefix"
+    );
+    let _ = stop.send(true);
+    server.abort();
+    let _ = trainer.await;
 }
