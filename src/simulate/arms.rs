@@ -422,6 +422,117 @@ mod tests {
         );
     }
 
+    /// Clicks per impression of a ranker over every session of a small world, shown the way
+    /// `Arm::run` shows them (organic browsing first, then SHOWN items).
+    fn offline_ctr(world: &World, rank: impl Fn(&Shoppers, u32) -> Vec<u32>) -> f64 {
+        let (mut shown, mut clicks) = (0, 0);
+        let mut shoppers = Shoppers::default();
+        for s in world.schedule(20, 60) {
+            for o in world.organic(&s) {
+                shoppers.see(s.user, o.item);
+            }
+            for (position, item) in rank(&shoppers, s.user).into_iter().enumerate() {
+                let r = world.react(
+                    &s,
+                    item,
+                    position,
+                    shoppers.exposures(s.user, item),
+                    shoppers.bought(s.user, item),
+                );
+                shoppers.see(s.user, item);
+                if r.buy {
+                    shoppers.buy(s.user, item);
+                }
+                shown += 1;
+                clicks += u64::from(r.click);
+            }
+        }
+        clicks as f64 / shown as f64
+    }
+
+    #[test]
+    fn the_world_rewards_learning_from_what_was_shown() {
+        // Knowing the tastes perfectly but ignoring what was shown loses much of what the
+        // oracle gets: a recommender that demotes items shown without a click has room to gain.
+        let world = World::new(
+            WorldParams {
+                users: 60,
+                items: 200,
+                ..WorldParams::default()
+            },
+            5,
+        );
+        let oracle_ctr = offline_ctr(&world, |s, u| oracle(&world, s, u));
+        let taste_only = offline_ctr(&world, |s, u| {
+            let mut items: Vec<u32> = (0..200).filter(|&i| !s.bought(u, i)).collect();
+            items.sort_by(|&a, &b| world.affinity(u, b).total_cmp(&world.affinity(u, a)));
+            items.truncate(SHOWN);
+            items
+        });
+        println!("CTR: taste only {taste_only:.4}, oracle {oracle_ctr:.4}");
+        assert!(
+            taste_only < 0.7 * oracle_ctr,
+            "taste only {taste_only:.4} vs oracle {oracle_ctr:.4}"
+        );
+    }
+
+    /// Reference figures for docs/simulation.md: what perfect knowledge of the tastes gets in
+    /// the default world over the last 5 of 40 days, with and without avoiding what the user
+    /// has already seen. Slow unoptimised, so run by hand:
+    /// `cargo test --release --lib ceilings -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn ceilings_of_the_default_world() {
+        let world = World::new(WorldParams::default(), 1);
+        let run = |rank: &dyn Fn(&Shoppers, u32) -> Vec<u32>| {
+            let (mut shown, mut clicks) = (0u64, 0u64);
+            let mut shoppers = Shoppers::default();
+            for s in world.schedule(42, 300) {
+                for o in world.organic(&s) {
+                    shoppers.see(s.user, o.item);
+                    if o.buy {
+                        shoppers.buy(s.user, o.item);
+                    }
+                }
+                if s.period < 2 {
+                    continue;
+                }
+                for (position, item) in rank(&shoppers, s.user).into_iter().enumerate() {
+                    let (exposures, bought) = (
+                        shoppers.exposures(s.user, item),
+                        shoppers.bought(s.user, item),
+                    );
+                    let r = world.react(&s, item, position, exposures, bought);
+                    shoppers.see(s.user, item);
+                    if r.buy {
+                        shoppers.buy(s.user, item);
+                    }
+                    if s.period >= 37 {
+                        shown += 1;
+                        clicks += u64::from(r.click);
+                    }
+                }
+            }
+            clicks as f64 / shown as f64
+        };
+        let by_taste = |keep: &dyn Fn(u32) -> bool, u: u32| {
+            let mut items: Vec<u32> = (0..world.items() as u32).filter(|&i| keep(i)).collect();
+            items.sort_by(|&a, &b| world.affinity(u, b).total_cmp(&world.affinity(u, a)));
+            items.truncate(SHOWN);
+            items
+        };
+        let best = run(&|s, u| oracle(&world, s, u));
+        let taste = run(&|s, u| by_taste(&|i| !s.bought(u, i), u));
+        let unseen = run(&|s, u| by_taste(&|i| !s.bought(u, i) && s.exposures(u, i) == 0, u));
+        println!(
+            "oracle {best:.4}; true tastes, bought hidden {taste:.4} ({:.0}%); \
+             true tastes, everything seen hidden {unseen:.4} ({:.0}%)",
+            100.0 * taste / best,
+            100.0 * unseen / best
+        );
+        assert!(taste < unseen && unseen <= best);
+    }
+
     #[test]
     fn shop_ids_round_trip_and_foreign_ids_are_ignored() {
         let shop = Shop {
