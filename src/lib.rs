@@ -12,6 +12,7 @@ pub mod import;
 pub mod model;
 pub mod online;
 pub mod serving;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod training;

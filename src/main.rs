@@ -35,6 +35,8 @@ enum Command {
         #[command(flatten)]
         config: Box<Config>,
     },
+    /// Run a simulated shop against recloop, popularity and an oracle; write a CSV and a chart.
+    Simulate(#[command(flatten)] Box<recloop::simulate::Options>),
     /// Bulk-load an event log (CSV: user_id,item_id,type,timestamp).
     Import {
         file: PathBuf,
@@ -81,6 +83,17 @@ async fn main() -> anyhow::Result<()> {
             &recloop::training::TrainingParams::from_config(&config),
             json,
         ),
+        Command::Simulate(options) => {
+            recloop::simulate::init_tracing();
+            let report = recloop::simulate::run(&options, &Config::default_for("")).await?;
+            print!("{}", report.summary(options.summary_periods));
+            println!(
+                "wrote {} and {}",
+                options.out_dir.join("simulation.csv").display(),
+                options.out_dir.join("simulation.svg").display()
+            );
+            Ok(())
+        }
         Command::Import { file, config } => {
             recloop::telemetry::init_tracing(config.log_json);
             let app = recloop::build_app(*config).await?;
