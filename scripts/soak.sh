@@ -10,6 +10,7 @@
 #
 #   scripts/soak.sh                              # 600 s
 #   SOAK_SECS=60 TRAIN_CSV=/path/train.csv scripts/soak.sh
+#   RETRAIN_SECS=0 EVENT_CONNECTIONS=0 scripts/soak.sh  # reads only, no training
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -18,6 +19,9 @@ SOAK_SECS=${SOAK_SECS:-600}
 SAMPLE_SECS=${SAMPLE_SECS:-30}
 RETRAIN_SECS=${RETRAIN_SECS:-60}
 EVENT_DELAY_MS=${EVENT_DELAY_MS:-20}
+# 0 turns that half of the load off (to tell which one memory grows with).
+READ_CONNECTIONS=${READ_CONNECTIONS:-8}
+EVENT_CONNECTIONS=${EVENT_CONNECTIONS:-4}
 [[ -r $TRAIN_CSV ]] || { echo "no training data at $TRAIN_CSV (set TRAIN_CSV)" >&2; exit 1; }
 
 echo "== build"
@@ -67,26 +71,36 @@ version() { curl -s "$URL/v1/model" | python3 -c 'import json,sys; print(json.lo
 
 echo
 echo "== soak: ${SOAK_SECS} s, RSS every ${SAMPLE_SECS} s"
-wrk -t1 -c8 -d"${SOAK_SECS}s" --timeout 10s --latency -s scripts/rotate-paths.lua "$URL" \
-    -- "$WORK/reads.txt" >"$WORK/reads.out" 2>&1 &
-READS=$!
-PIDS+=("$READS")
-wrk -t1 -c4 -d"${SOAK_SECS}s" --timeout 30s -s scripts/soak-events.lua "$URL" \
-    -- "$WORK/users.txt" "$WORK/items.txt" "$EVENT_DELAY_MS" >"$WORK/events.out" 2>&1 &
-EVENTS=$!
-PIDS+=("$EVENTS")
+LOADS=()
+if ((READ_CONNECTIONS > 0)); then
+    wrk -t1 -c"$READ_CONNECTIONS" -d"${SOAK_SECS}s" --timeout 10s --latency -s scripts/rotate-paths.lua \
+        "$URL" -- "$WORK/reads.txt" >"$WORK/reads.out" 2>&1 &
+    LOADS+=($!)
+fi
+if ((EVENT_CONNECTIONS > 0)); then
+    wrk -t1 -c"$EVENT_CONNECTIONS" -d"${SOAK_SECS}s" --timeout 30s -s scripts/soak-events.lua "$URL" \
+        -- "$WORK/users.txt" "$WORK/items.txt" "$EVENT_DELAY_MS" >"$WORK/events.out" 2>&1 &
+    LOADS+=($!)
+fi
+PIDS+=("${LOADS[@]}")
+loading() {
+    for pid in "${LOADS[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
+    return 1
+}
 STARTED=$SECONDS
-printf '%6s %10s %8s\n' "t (s)" "RSS (MiB)" "model" | tee "$WORK/rss.txt"
-while kill -0 "$READS" 2>/dev/null || kill -0 "$EVENTS" 2>/dev/null; do
-    printf '%6d %10s %8s\n' $((SECONDS - STARTED)) "$(rss_mib)" "$(version)" \
-        | tee -a "$WORK/rss.txt"
+sample() {
+    printf '%6d %10s %8s %10s\n' $((SECONDS - STARTED)) "$(rss_mib)" "$(version)" \
+        "$(du -cm "$WORK"/recloop.db* | tail -1 | cut -f1)" | tee -a "$WORK/rss.txt"
+}
+printf '%6s %10s %8s %10s\n' "t (s)" "RSS (MiB)" "model" "db (MiB)" | tee "$WORK/rss.txt"
+while loading; do
+    sample
     for _ in $(seq "$SAMPLE_SECS"); do
-        kill -0 "$READS" 2>/dev/null || kill -0 "$EVENTS" 2>/dev/null || break
+        loading || break
         sleep 1
     done
 done
-printf '%6d %10s %8s\n' $((SECONDS - STARTED)) "$(rss_mib)" "$(version)" \
-    | tee -a "$WORK/rss.txt"
+sample
 kill -0 "$SERVER" || { echo "the server died"; tail -40 "$WORK/server.log"; exit 1; }
 
 echo
@@ -96,7 +110,10 @@ python3 - "$WORK" <<'EOF'
 import json, sys
 work = sys.argv[1]
 def wrk(name):
-    line = next(l for l in open(f"{work}/{name}.out") if l.startswith("WRK_JSON "))
+    try:
+        line = next(l for l in open(f"{work}/{name}.out") if l.startswith("WRK_JSON "))
+    except FileNotFoundError:  # that half of the load was off
+        return {"requests_per_s": 0, "events_per_s": 0, "p50_ms": 0, "p99_ms": 0, "non_2xx": 0, "socket_errors": 0}
     return json.loads(line[len("WRK_JSON "):])
 rss = [float(l.split()[1]) for l in open(f"{work}/rss.txt").readlines()[1:]]
 reads, events = wrk("reads"), wrk("events")

@@ -223,8 +223,6 @@ pub async fn event_client(
 pub struct TrainerReport {
     /// (version, status) of every `retrain?wait=true` that answered 200.
     pub acked_versions: Vec<(i64, String)>,
-    /// The longest acknowledged training, in seconds (the killer aims inside one).
-    pub longest_seconds: f64,
 }
 
 /// Asks for a training and waits for it (`POST /v1/model/retrain?wait=true`), again and again,
@@ -247,9 +245,6 @@ pub async fn trainer_client(
             Ok((StatusCode::OK, body)) => {
                 let version = body["version"].as_i64().expect("version");
                 let status = body["status"].as_str().expect("status").to_owned();
-                report.longest_seconds = report
-                    .longest_seconds
-                    .max(body["training_seconds"].as_f64().unwrap_or(0.0));
                 report.acked_versions.push((version, status));
             }
             // Cut off by a kill (or no process yet): ask the next one.

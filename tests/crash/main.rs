@@ -107,8 +107,9 @@ async fn crash_run(backend: &str, url: &str, seed: u64) -> Stored {
         training.clone(),
     ));
 
-    // The killer: every other kill aimed inside a training (once a retrain is out, a random
-    // part of a typical training later), the rest at any moment.
+    // The killer: every other kill aimed inside a training (50 ms to 1 s after a retrain went
+    // out; one takes about half a second in the test build), the rest at any moment; every
+    // third restart is itself killed while it opens the database.
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut mid_training, mut while_starting) = (0, 0);
     for k in 0..KILLS {
@@ -174,7 +175,7 @@ async fn crash_run(backend: &str, url: &str, seed: u64) -> Stored {
         .count();
     let sum = |f: fn(&load::ClientReport) -> u64| reports.iter().map(f).sum::<u64>();
     say(&format!(
-        "figure ({backend}, seed {seed}): {} SIGKILLs ({mid_training} during a training, \
+        "figure ({backend}, seed {seed}): {} SIGKILLs ({mid_training} while a retrain?wait=true was in flight, \
          {while_starting} while starting), \
          {} events acknowledged, {lost} lost, {twice} stored twice; {} requests retried after a \
          kill, which reported {} duplicate(s) (committed by the killed process before it could \
