@@ -52,6 +52,16 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("static bucket lists are non-empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
+            // A recorder built this way keeps every histogram sample until it is drained, by a
+            // scrape or by upkeep: without this, memory grows with every request when nothing
+            // scrapes `/metrics`. A thread, not a task: it must outlive any one runtime.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                });
             // Fails only if another recorder was installed first; then ours just renders empty.
             let _ = metrics::set_global_recorder(recorder);
             handle

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Serving near the limit, in one run on one machine, so the figures are comparable:
+#   0. a bare axum server (examples/baseline.rs) answering a fixed body as large as a real
+#      `?n=10` recommendations answer: the floor of HTTP + wrk + this machine;
+#   1. GET /v1/users/{id}/recommendations?n=10 rotating over every user of an ML-100K-sized
+#      model (the train split imported with `recloop import`, trained with `recloop train`);
+#   2. GET /v1/items/{id}/similar?n=10 rotating over every item;
+#   3. GET /v1/popular?n=10.
+# Each phase: 64 connections, 2 wrk threads, a warm-up, then the measured run. Prints a table
+# (req/s, p50, p99, ratio to the baseline) and the verdict on the targets: recommendations at
+# >= 60% of the baseline's throughput, p99 <= 10 ms. About 2 minutes after the build.
+#
+#   scripts/bench-serving.sh
+#   TRAIN_CSV=/path/to/train.csv SECS=15 WARMUP_SECS=5 scripts/bench-serving.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+TRAIN_CSV=${TRAIN_CSV:-../shared/data/ml100k-split/train.csv}
+SECS=${SECS:-15}
+WARMUP_SECS=${WARMUP_SECS:-5}
+CONNECTIONS=${CONNECTIONS:-64}
+[[ -r $TRAIN_CSV ]] || { echo "no training data at $TRAIN_CSV (set TRAIN_CSV)" >&2; exit 1; }
+
+run() {
+    echo "\$ $*"
+    "$@"
+}
+
+echo "== build"
+run cargo build --release --bin recloop --example baseline
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/recloop
+BASELINE=$TARGET/release/examples/baseline
+
+# wrk is a Debian package (seconds to install); `cargo install oha` compiles for many minutes.
+if ! command -v wrk >/dev/null; then
+    apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }
+fi
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_up() {
+    for _ in $(seq 100); do
+        curl -sf "$1" >/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing answers $1" >&2
+    return 1
+}
+
+export DATABASE_URL=sqlite://$WORK/recloop.db
+# No background training: it would compete for the 2 cores mid-measurement.
+export RECLOOP_RETRAIN_INTERVAL_SECS=0 RECLOOP_RETRAIN_AFTER_EVENTS=0
+
+echo
+echo "== an ML-100K-sized model from $TRAIN_CSV"
+run "$BIN" import "$TRAIN_CSV" 2>/dev/null
+run "$BIN" train 2>/dev/null | sed -n 1p
+
+PORT=$(free_port)
+URL=http://127.0.0.1:$PORT
+"$BIN" serve --bind "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
+PIDS+=($!)
+wait_up "$URL/readyz" || { cat "$WORK/server.log"; exit 1; }
+
+# Every user and every item of the split, shuffled with a fixed seed.
+tail -n +2 "$TRAIN_CSV" | cut -d, -f1 | sort -u | shuf --random-source=<(yes) \
+    | sed 's|.*|/v1/users/&/recommendations?n=10|' >"$WORK/recommendations.txt"
+tail -n +2 "$TRAIN_CSV" | cut -d, -f2 | sort -u | shuf --random-source=<(yes) \
+    | sed 's|.*|/v1/items/&/similar?n=10|' >"$WORK/similar.txt"
+echo "/v1/popular?n=10" >"$WORK/popular.txt"
+echo "$(wc -l <"$WORK/recommendations.txt") users, $(wc -l <"$WORK/similar.txt") items"
+
+# The baseline answers a real answer of the model just trained, byte for byte.
+curl -sf "$URL$(head -1 "$WORK/recommendations.txt")" >"$WORK/body.json"
+BASE_PORT=$(free_port)
+"$BASELINE" --bind "127.0.0.1:$BASE_PORT" --body-file "$WORK/body.json" >"$WORK/baseline.log" 2>&1 &
+PIDS+=($!)
+wait_up "http://127.0.0.1:$BASE_PORT/" || { cat "$WORK/baseline.log"; exit 1; }
+cat "$WORK/baseline.log"
+
+# phase NAME URL PATHS: a warm-up (which also folds every user in once: the steady state of a
+# shop whose users come back), then the measured run; its WRK_JSON line goes to NAME.out.
+phase() {
+    echo
+    echo "== $1: $CONNECTIONS connections, ${WARMUP_SECS} s warm-up, ${SECS} s measured"
+    wrk -t2 -c"$CONNECTIONS" -d"${WARMUP_SECS}s" -s scripts/rotate-paths.lua "$2" -- "$3" >/dev/null
+    run wrk -t2 -c"$CONNECTIONS" -d"${SECS}s" --latency -s scripts/rotate-paths.lua "$2" -- "$3" \
+        | tee "$WORK/$1.out"
+}
+# The baseline gets the same request paths as the recommendations (it answers any GET).
+phase baseline "http://127.0.0.1:$BASE_PORT" "$WORK/recommendations.txt"
+phase recommendations "$URL" "$WORK/recommendations.txt"
+phase similar "$URL" "$WORK/similar.txt"
+phase popular "$URL" "$WORK/popular.txt"
+
+echo
+echo "== summary ($(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+python3 - "$WORK" <<'EOF'
+import json, sys
+def wrk(name):
+    line = next(l for l in open(f"{sys.argv[1]}/{name}.out") if l.startswith("WRK_JSON "))
+    return json.loads(line[len("WRK_JSON "):])
+base = wrk("baseline")
+print(f"{'endpoint':<16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs baseline':>12} {'errors':>7}")
+rows = {}
+for name in ["baseline", "recommendations", "similar", "popular"]:
+    r = rows[name] = wrk(name)
+    ratio = r["requests_per_s"] / base["requests_per_s"]
+    print(f"{name:<16} {r['requests_per_s']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+          f"{ratio:>11.0%} {r['non_2xx'] + r['socket_errors']:>7}")
+rec = rows["recommendations"]
+ratio = rec["requests_per_s"] / base["requests_per_s"]
+verdict = lambda ok: "PASS" if ok else "MISS"
+print(f"recommendations throughput / baseline = {ratio:.2f} (target >= 0.60): {verdict(ratio >= 0.6)}")
+print(f"recommendations p99 = {rec['p99_ms']:.2f} ms (target <= 10 ms): {verdict(rec['p99_ms'] <= 10)}")
+print("SUMMARY_JSON " + json.dumps({k: {"rps": v["requests_per_s"], "p50_ms": v["p50_ms"],
+      "p99_ms": v["p99_ms"]} for k, v in rows.items()} | {"ratio": ratio}))
+EOF
