@@ -11,6 +11,7 @@ pub mod import;
 pub mod model;
 pub mod serving;
 pub mod store;
+pub mod synth;
 pub mod telemetry;
 pub mod training;
 
