@@ -128,7 +128,12 @@ fn from_csv(path: &PathBuf) -> anyhow::Result<Interactions> {
             .position(|h| h == name)
             .with_context(|| format!("no {name} column"))
     };
-    let (u, i, t, ts) = (col("user_id")?, col("item_id")?, col("type")?, col("timestamp")?);
+    let (u, i, t, ts) = (
+        col("user_id")?,
+        col("item_id")?,
+        col("type")?,
+        col("timestamp")?,
+    );
     let mut log = Log::default();
     let mut record = csv::StringRecord::new();
     while reader.read_record(&mut record)? {
@@ -190,7 +195,11 @@ fn read_matrix(path: &PathBuf) -> anyhow::Result<Interactions> {
         u64::from_le_bytes(word(16)?) as usize,
     );
     if bytes.len() != 24 + 12 * nnz {
-        bail!("{}: {} bytes for {nnz} entries", path.display(), bytes.len());
+        bail!(
+            "{}: {} bytes for {nnz} entries",
+            path.display(),
+            bytes.len()
+        );
     }
     let column = |c: usize| {
         bytes[24 + 4 * nnz * c..24 + 4 * nnz * (c + 1)]

@@ -92,10 +92,7 @@ impl Shop {
             .collect::<Vec<_>>();
         let global = WeightedIndex::new((0..p.items as u32).map(popularity))
             .expect("at least one item, positive weights");
-        Shop {
-            topics,
-            global,
-        }
+        Shop { topics, global }
     }
 
     /// A user's planted tastes: indices into `topics` (topics without items were dropped).
@@ -319,9 +316,16 @@ mod tests {
         let rows = rows(&csv);
         let mut carted = std::collections::HashSet::new();
         for (i, r) in rows.iter().enumerate() {
-            assert!(r.3 < p.end && r.3 >= p.end - 30 * 86_400, "row {i}: ts {}", r.3);
+            assert!(
+                r.3 < p.end && r.3 >= p.end - 30 * 86_400,
+                "row {i}: ts {}",
+                r.3
+            );
             if i > 0 && rows[i - 1].0 == r.0 {
-                assert!(rows[i - 1].3 <= r.3, "row {i}: a user's events in time order");
+                assert!(
+                    rows[i - 1].3 <= r.3,
+                    "row {i}: a user's events in time order"
+                );
             }
             match r.2 {
                 "add_to_cart" => {
@@ -347,7 +351,10 @@ mod tests {
         let (csv, _) = generate(&p);
         let mut per_user: std::collections::HashMap<u32, Vec<u32>> = Default::default();
         for r in rows(&csv).iter().filter(|r| r.2 == "view") {
-            per_user.entry(r.0).or_default().push(topic_of[r.1 as usize]);
+            per_user
+                .entry(r.0)
+                .or_default()
+                .push(topic_of[r.1 as usize]);
         }
         // With 8 topics, no taste would put ~1/8 of a user's views in their top topic; the
         // planted main taste puts 60% + its share of the global draws there.
