@@ -9,9 +9,11 @@
 # training pipeline (service default event weights) and exports the summed-weight matrix;
 # then, for each factor count, both libraries fit that very matrix (confidence 1 + alpha·w,
 # 3 CG steps per row, ITERATIONS rounds, THREADS threads, pinned to the same cores), one
-# after the other. Only the fit is timed. Peak memory: the whole process (/usr/bin/time) and
-# the fit's own peak (VmHWM reset just before it). Wall time on a shared machine also counts
-# other processes' turns, so CPU seconds of the fit are printed too.
+# after the other. Only the fit is timed. Peak memory is the fit's: each process resets its
+# high-water mark (/proc/self/clear_refs) just before fitting, so the figure is the resident
+# matrix plus whatever the fit allocates, not the loading (/usr/bin/time's maxrss reads the
+# same mark). Wall time on a shared machine also counts other processes' turns, so the CPU
+# seconds of the fit (all threads) are printed too.
 #
 # Not identical models: recloop scales the ridge per row (λ·(1 + n_row)), implicit's is flat;
 # both get λ = 0.2. That changes the numbers solved for, not the work: the same CG steps,
@@ -49,7 +51,7 @@ timed() {
 }
 
 printf '%-10s %-9s %-4s %10s %10s %7s %9s %9s %7s %10s %10s\n' \
-  events nnz k recloop_s implicit_s ratio rl_cpu_s im_cpu_s cpu_rat rl_peakMB im_peakMB
+  events nnz k recloop_s implicit_s ratio rl_cpu_s im_cpu_s cpu_rat rl_fit_MB im_fit_MB
 for EVENTS in "${SIZES[@]}"; do
   CSV="$BENCH_DIR/synth-$USERS-$ITEMS-$EVENTS.csv"
   MATRIX="${CSV%.csv}.bin"
