@@ -14,6 +14,7 @@ pub mod online;
 pub mod serving;
 pub mod simulate;
 pub mod store;
+pub mod synth;
 pub mod telemetry;
 pub mod training;
 

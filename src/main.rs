@@ -37,6 +37,31 @@ enum Command {
     },
     /// Run a simulated shop against recloop, popularity and an oracle; write a CSV and a chart.
     Simulate(#[command(flatten)] Box<recloop::simulate::Options>),
+    /// Write a synthetic shop log (CSV for `import`): power-law popularity, planted tastes, a
+    /// view → click → add_to_cart → purchase funnel. Same arguments, same bytes.
+    Synth {
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        #[arg(long, default_value_t = 20_000)]
+        items: usize,
+        #[arg(long, default_value_t = 5_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Latent topics items belong to and users have tastes for.
+        #[arg(long, default_value_t = 32)]
+        tastes: usize,
+        /// Days the sessions spread over.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Unix seconds every timestamp is before [default: today's 00:00 UTC, so the output
+        /// changes at most once a day and never lies in the future].
+        #[arg(long)]
+        end: Option<i64>,
+        /// Output file; `-` is standard output.
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
     /// Bulk-load an event log (CSV: user_id,item_id,type,timestamp).
     Import {
         file: PathBuf,
@@ -91,6 +116,45 @@ async fn main() -> anyhow::Result<()> {
                 "wrote {} and {}",
                 options.out_dir.join("simulation.csv").display(),
                 options.out_dir.join("simulation.svg").display()
+            );
+            Ok(())
+        }
+        Command::Synth {
+            users,
+            items,
+            events,
+            seed,
+            tastes,
+            days,
+            end,
+            out,
+        } => {
+            let now = chrono::Utc::now().timestamp();
+            let params = recloop::synth::SynthParams {
+                users,
+                items,
+                events,
+                seed,
+                tastes,
+                days,
+                end: end.unwrap_or(now - now.rem_euclid(86_400)),
+            };
+            let summary = if out.as_os_str() == "-" {
+                recloop::synth::write_csv(&params, std::io::stdout().lock())
+            } else {
+                let file = std::fs::File::create(&out)
+                    .with_context(|| format!("creating {}", out.display()))?;
+                recloop::synth::write_csv(&params, file)
+            }
+            .context("writing the log")?;
+            eprintln!(
+                "{} events ({} view, {} click, {} add_to_cart, {} purchase) by {} users",
+                summary.events,
+                summary.by_type[0],
+                summary.by_type[1],
+                summary.by_type[2],
+                summary.by_type[3],
+                summary.active_users
             );
             Ok(())
         }
