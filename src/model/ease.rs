@@ -182,10 +182,10 @@ mod tests {
         );
         assert!((model.lambda - 1.0).abs() < 1e-9);
         let p = [[7.0, -4.0, 2.0], [-4.0, 6.0, -3.0], [2.0, -3.0, 8.0]];
-        for j in 0..3 {
-            let row: std::collections::HashMap<u32, f32> = model.rows[j].iter().copied().collect();
-            for i in 0..3 {
-                let want = if i == j { 0.0 } else { -p[i][j] / p[j][j] };
+        for (j, kept) in model.rows.iter().enumerate() {
+            let row: std::collections::HashMap<u32, f32> = kept.iter().copied().collect();
+            for (i, p_i) in p.iter().enumerate() {
+                let want = if i == j { 0.0 } else { -p_i[j] / p[j][j] };
                 let got = row.get(&(i as u32)).copied().unwrap_or(0.0) as f64;
                 assert!((got - want).abs() < 1e-5, "B[{j},{i}] = {got}, want {want}");
             }
