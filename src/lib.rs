@@ -9,12 +9,13 @@ pub mod domain;
 pub mod evaluate;
 pub mod import;
 pub mod model;
+pub mod server;
 pub mod serving;
 pub mod store;
 pub mod telemetry;
 pub mod training;
 
-use std::{future::IntoFuture, sync::Arc};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::watch;
@@ -48,6 +49,7 @@ pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyho
     training::adopt_newest(&store, &serving).await?;
     let trainer = Arc::new(Trainer::new(store.clone(), serving.clone(), config.clone()));
     let state = AppState {
+        rate_limit: api::limit::RateLimit::from_config(&config),
         store,
         serving,
         trainer,
@@ -76,21 +78,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.bind))?;
     tracing::info!(bind = %listener.local_addr()?, "recloop listening");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let trainer = tokio::spawn(app.state.trainer.clone().run_loop(stop_rx.clone()));
-    let server = axum::serve(listener, app.router).with_graceful_shutdown(async move {
+    let trainer = tokio::spawn(app.state.trainer.clone().run_loop(stop_rx));
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+    let options = server::ServeOptions {
+        header_timeout: config.header_timeout(),
+        grace,
+    };
+    let drained = server::serve_connections(listener, app.router, options, async move {
         telemetry::shutdown_signal().await;
         tracing::info!("shutting down: draining requests");
         let _ = stop_tx.send(true);
-    });
-    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
-    let mut signalled = stop_rx;
-    // The drain is bounded: once the signal came, requests get `grace` to finish.
-    tokio::select! {
-        served = server.into_future() => served?,
-        _ = async {
-            let _ = signalled.wait_for(|stop| *stop).await;
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!("requests still running after the grace period; closing"),
+    })
+    .await;
+    if !drained {
+        tracing::warn!("requests still running after the grace period; closing");
     }
     let _ = tokio::time::timeout(grace, trainer).await;
     tracing::info!("stopped");
