@@ -42,7 +42,7 @@ pub struct RecommendationParams {
     #[param(value_type = Option<super::schema::Id>)]
     category: Option<String>,
     /// Comma-separated item ids never to return (at most 1,000).
-    #[param(pattern = "^,*([^,\\u0000-\\u001F\\u007F-\\u009F]{1,256},*){0,1000}$")]
+    #[param(pattern = "^,*([^,\\u0000-\\u001F\\u007F-\\u009F]{1,256},*)*$")]
     exclude: Option<String>,
     /// Also return items the user already interacted with (never purchased ones).
     include_interacted: Option<bool>,

@@ -39,7 +39,11 @@ impl PartialSchema for Attributes {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::Object)
-            .property_names(Some(ObjectBuilder::new().pattern(Some(NO_NUL))))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(NO_NUL)),
+            ))
             .additional_properties(Some(AttributeValue::schema()))
             .description(Some(
                 "free-form JSON object; no NUL (\\u0000) in its keys or strings",
@@ -75,7 +79,11 @@ impl PartialSchema for AttributeValue {
             .item(
                 ObjectBuilder::new()
                     .schema_type(Type::Object)
-                    .property_names(Some(ObjectBuilder::new().pattern(Some(NO_NUL))))
+                    .property_names(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some(NO_NUL)),
+                    ))
                     .additional_properties(Some(itself())),
             )
             .into()
@@ -133,7 +141,9 @@ pub struct ItemsIn;
 impl PartialSchema for ItemsIn {
     fn schema() -> RefOr<Schema> {
         let mut object = object_of::<super::items::ItemIn>();
+        // Required, and so not null (null counts as absent).
         object.required.push("item_id".into());
+        object.properties.insert("item_id".into(), Id::schema());
         ArrayBuilder::new()
             .items(RefOr::T(Schema::Object(object)))
             .min_items(Some(1))
