@@ -37,7 +37,8 @@ impl Process {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let started = Instant::now();
-        while self.child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(30)
+        while self.child.try_wait().unwrap().is_none()
+            && started.elapsed() < Duration::from_secs(30)
         {
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -96,16 +97,37 @@ async fn keys_never_appear_in_logs_or_answers() {
     let client = reqwest::Client::new();
     let started = Instant::now();
     while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(60), "recloop did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "recloop did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let event = json!({"user_id": "u1", "item_id": "i1", "type": "purchase"});
     let routes: Vec<(Method, &str, Option<serde_json::Value>)> = vec![
-        (Method::POST, "/v1/events", Some(json!([event, {"user_id": "u2", "item_id": "i1", "type": "view"}, {"user_id": "u2", "item_id": "i2", "type": "click"}]))),
-        (Method::POST, "/v1/events", Some(json!({"user_id": "", "type": "like", "extra": 1}))),
-        (Method::PUT, "/v1/items/i1", Some(json!({"title": "t", "categories": ["c"]}))),
-        (Method::PUT, "/v1/items/i1", Some(json!({"title": 5, "attributes": []}))),
+        (
+            Method::POST,
+            "/v1/events",
+            Some(
+                json!([event, {"user_id": "u2", "item_id": "i1", "type": "view"}, {"user_id": "u2", "item_id": "i2", "type": "click"}]),
+            ),
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            Some(json!({"user_id": "", "type": "like", "extra": 1})),
+        ),
+        (
+            Method::PUT,
+            "/v1/items/i1",
+            Some(json!({"title": "t", "categories": ["c"]})),
+        ),
+        (
+            Method::PUT,
+            "/v1/items/i1",
+            Some(json!({"title": 5, "attributes": []})),
+        ),
         (Method::POST, "/v1/items", Some(json!([{"item_id": "i2"}]))),
         (Method::POST, "/v1/items", Some(json!({"not": "an array"}))),
         (Method::GET, "/v1/items/i1", None),
@@ -113,7 +135,11 @@ async fn keys_never_appear_in_logs_or_answers() {
         (Method::POST, "/v1/model/retrain?wait=true", None),
         (Method::POST, "/v1/model/retrain?wait=maybe", None),
         (Method::GET, "/v1/users/u1/recommendations?n=5", None),
-        (Method::GET, "/v1/users/u1/recommendations?n=0&exclude=%01", None),
+        (
+            Method::GET,
+            "/v1/users/u1/recommendations?n=0&exclude=%01",
+            None,
+        ),
         (Method::GET, "/v1/items/i1/similar", None),
         (Method::GET, "/v1/popular?n=abc", None),
         (Method::GET, "/v1/model", None),
@@ -148,7 +174,10 @@ async fn keys_never_appear_in_logs_or_answers() {
             let response = request.send().await.expect("request");
             statuses.push(response.status().as_u16());
             for (name, value) in response.headers() {
-                answers.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
+                answers.push_str(&format!(
+                    "{name}: {}\n",
+                    String::from_utf8_lossy(value.as_bytes())
+                ));
             }
             answers.push_str(&response.text().await.unwrap());
             answers.push('\n');
@@ -173,9 +202,15 @@ async fn keys_never_appear_in_logs_or_answers() {
         assert!(statuses.contains(&status), "no {status} in {statuses:?}");
     }
     assert!(logs.contains("recloop listening"), "{logs}");
-    assert!(logs.contains(r#""level":"DEBUG""#), "no debug lines: {logs}");
+    assert!(
+        logs.contains(r#""level":"DEBUG""#),
+        "no debug lines: {logs}"
+    );
     for secret in [API_KEY, ADMIN_KEY, WRONG_KEY] {
         assert!(!logs.contains(secret), "the logs show {secret}:\n{logs}");
-        assert!(!answers.contains(secret), "an answer shows {secret}:\n{answers}");
+        assert!(
+            !answers.contains(secret),
+            "an answer shows {secret}:\n{answers}"
+        );
     }
 }

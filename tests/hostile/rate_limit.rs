@@ -43,7 +43,11 @@ async fn over_the_budget_is_429_in_the_envelope_with_retry_after() {
     }
     let r = send(server.client.get(server.url("/v1/model"))).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=100).contains(&retry), "Retry-After: {retry}");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
@@ -70,7 +74,10 @@ async fn over_the_budget_is_429_in_the_envelope_with_retry_after() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("recloop_http_rate_limited_total"), "{metrics}");
+    assert!(
+        metrics.contains("recloop_http_rate_limited_total"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -82,7 +89,12 @@ async fn each_key_and_each_address_has_its_own_budget() {
         c.admin_key = Some(ADMIN_KEY.parse().unwrap());
     })
     .await;
-    let get = |key: &str| server.client.get(server.url("/v1/popular")).bearer_auth(key);
+    let get = |key: &str| {
+        server
+            .client
+            .get(server.url("/v1/popular"))
+            .bearer_auth(key)
+    };
     assert_eq!(limited(2, || get(API_KEY)).await, 0);
     assert_eq!(limited(3, || get(API_KEY)).await, 3);
     // The admin key has its own budget.
@@ -142,4 +154,35 @@ async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
     .await;
     assert_eq!(limited(2, || from(&untrusted, "203.0.113.7")).await, 0);
     assert_eq!(limited(1, || from(&untrusted, "203.0.113.8")).await, 1);
+}
+
+/// Wherever a 429 can come from, the description says so, with its header.
+#[tokio::test]
+async fn the_description_documents_429_on_every_v1_operation() {
+    let server = Server::start(|_| {}).await;
+    let doc: Value = send(server.client.get(server.url("/openapi.json")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let limited = &operation["responses"]["429"];
+            if path.starts_with("/v1/") {
+                seen += 1;
+                assert!(
+                    limited["headers"]["Retry-After"].is_object(),
+                    "{method} {path}"
+                );
+                assert_eq!(
+                    limited["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorEnvelope"
+                );
+            } else {
+                assert!(limited.is_null(), "{method} {path} is never limited");
+            }
+        }
+    }
+    assert_eq!(seen, 11);
 }

@@ -35,7 +35,10 @@ async fn dribble(server: &Server, head: &str, drip: &[u8]) -> (String, Duration)
             }
         }
     }
-    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
 }
 
 pub fn assert_cut_off(what: &str, elapsed: Duration) {
@@ -54,7 +57,12 @@ async fn a_request_head_sent_too_slowly_is_cut_off() {
     assert_cut_off("dribbled headers", elapsed);
     assert!(!answer.contains("200 OK"), "{answer}");
     // The server itself is fine.
-    let ok = server.client.get(server.url("/healthz")).send().await.unwrap();
+    let ok = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
 }
 
@@ -69,12 +77,7 @@ async fn a_connection_that_sends_nothing_is_closed() {
 #[tokio::test]
 async fn an_idle_connection_after_an_answer_is_closed() {
     let server = Server::start(|c| c.header_timeout_secs = 1).await;
-    let (answer, elapsed) = dribble(
-        &server,
-        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"",
-    )
-    .await;
+    let (answer, elapsed) = dribble(&server, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_cut_off("kept-alive idle connection", elapsed);
 }
