@@ -112,8 +112,9 @@ pub struct Config {
     #[arg(long, env = "RECLOOP_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
     /// A connection that has not sent a whole request head (request line and headers) this many
-    /// seconds after it opened, or after its previous request, is closed (slowloris guard).
-    #[arg(long, env = "RECLOOP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    /// seconds after it opened, or after its previous answer, is closed: slow or silent clients
+    /// cannot hold connections, and idle keep-alive connections last this long.
+    #[arg(long, env = "RECLOOP_HEADER_TIMEOUT_SECS", default_value_t = 30)]
     pub header_timeout_secs: u64,
     /// Requests per second each client may make to `/v1` routes; 0 (the default) = no limit.
     /// A client is the key it presents (when it matches a configured key), else its IP address.
