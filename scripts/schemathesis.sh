@@ -89,7 +89,9 @@ echo "== schemathesis $ST_VERSION: every operation, all checks, $max_examples te
 status=0
 # One worker: CPython 3.11 before 3.11.8 can fail parsing source in two threads at once
 # ("AST constructor recursion depth mismatch"), which schemathesis reports as an error.
-"$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "$base/openapi.json" \
+# Run from the temporary directory: schemathesis keeps a cache in its working directory.
+config=$PWD/scripts/schemathesis.toml
+(cd "$work" && "$venv/bin/schemathesis" --config-file "$config" run "$base/openapi.json" \
     --checks all \
     --max-examples "$max_examples" \
     ${ST_SEED:+--seed "$ST_SEED"} \
@@ -97,7 +99,7 @@ status=0
     --request-timeout 60 \
     --suppress-health-check too_slow \
     -H "Authorization: Bearer $admin_key" \
-    --output-truncate true 2>&1 | tee "$work/schemathesis.log" || status=$?
+    --output-truncate true) 2>&1 | tee "$work/schemathesis.log" || status=$?
 
 if grep -qE 'panicked|internal error' "$work/server.log"; then
     echo "the server logged a panic or an internal error:"
