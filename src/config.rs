@@ -120,6 +120,22 @@ pub struct Config {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "RECLOOP_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+    /// A connection that has not sent a whole request head (request line and headers) this many
+    /// seconds after it opened, or after its previous answer, is closed: slow or silent clients
+    /// cannot hold connections, and idle keep-alive connections last this long.
+    #[arg(long, env = "RECLOOP_HEADER_TIMEOUT_SECS", default_value_t = 30)]
+    pub header_timeout_secs: u64,
+    /// Requests per second each client may make to `/v1` routes; 0 (the default) = no limit.
+    /// A client is the key it presents (when it matches a configured key), else its IP address.
+    #[arg(long, env = "RECLOOP_RATE_LIMIT_PER_SECOND", default_value_t = 0.0)]
+    pub rate_limit_per_second: f64,
+    /// Requests a client may make at once before the per-second rate applies; 0 = one second's worth.
+    #[arg(long, env = "RECLOOP_RATE_LIMIT_BURST", default_value_t = 0)]
+    pub rate_limit_burst: u32,
+    /// Proxies (comma-separated IPs) whose `X-Forwarded-For` names the client for rate limiting;
+    /// from anyone else the header is ignored.
+    #[arg(long, env = "RECLOOP_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Seconds a shutdown waits for requests in flight.
     #[arg(long, env = "RECLOOP_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
@@ -211,6 +227,12 @@ impl Config {
         if !(self.popularity_half_life_days.is_finite() && self.popularity_half_life_days > 0.0) {
             return Err("popularity half-life must be > 0".into());
         }
+        if !(self.rate_limit_per_second.is_finite() && self.rate_limit_per_second >= 0.0) {
+            return Err("rate limit per second must be >= 0".into());
+        }
+        if self.rate_limit_per_second > 0.0 && self.rate_limit_per_second < 1e-6 {
+            return Err("rate limit per second must be 0 (off) or at least 0.000001".into());
+        }
         if self.max_body_bytes < 1024 {
             return Err("max body bytes must be at least 1024".into());
         }
@@ -254,6 +276,10 @@ impl Config {
 
     pub fn impression_retention(&self) -> chrono::Duration {
         chrono::Duration::milliseconds((self.impression_retention_days * 86_400_000.0) as i64)
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs.max(1))
     }
 
     pub fn request_timeout(&self) -> Duration {

@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod import;
 pub mod model;
 pub mod online;
+pub mod server;
 pub mod serving;
 pub mod simulate;
 pub mod store;
@@ -18,7 +19,7 @@ pub mod synth;
 pub mod telemetry;
 pub mod training;
 
-use std::{future::IntoFuture, sync::Arc};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::watch;
@@ -59,6 +60,7 @@ pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyho
     online::adopt_challenger(&store, &serving).await?;
     let trainer = Arc::new(Trainer::new(store.clone(), serving.clone(), config.clone()));
     let state = AppState {
+        rate_limit: api::limit::RateLimit::from_config(&config),
         store,
         serving,
         trainer,
@@ -93,21 +95,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         app.state.serving.clone(),
         config.clone(),
     ));
-    let online = tokio::spawn(online.run_loop(stop_rx.clone()));
-    let server = axum::serve(listener, app.router).with_graceful_shutdown(async move {
+    let online = tokio::spawn(online.run_loop(stop_rx));
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+    let options = server::ServeOptions {
+        header_timeout: config.header_timeout(),
+        grace,
+    };
+    let drained = server::serve_connections(listener, app.router, options, async move {
         telemetry::shutdown_signal().await;
         tracing::info!("shutting down: draining requests");
         let _ = stop_tx.send(true);
-    });
-    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
-    let mut signalled = stop_rx;
-    // The drain is bounded: once the signal came, requests get `grace` to finish.
-    tokio::select! {
-        served = server.into_future() => served?,
-        _ = async {
-            let _ = signalled.wait_for(|stop| *stop).await;
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!("requests still running after the grace period; closing"),
+    })
+    .await;
+    if !drained {
+        tracing::warn!("requests still running after the grace period; closing");
     }
     let _ = tokio::time::timeout(grace, trainer).await;
     let _ = tokio::time::timeout(grace, online).await;

@@ -33,29 +33,26 @@ const FIELDS: &[&str] = &[
 
 /// One event as a shop posts it.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // documents the body for OpenAPI; parsing is field by field below
 pub struct EventIn {
     /// Who acted (1-256 characters, no control characters).
+    #[schema(value_type = super::schema::Id)]
     user_id: String,
     /// On what.
+    #[schema(value_type = super::schema::Id)]
     item_id: String,
-    #[schema(value_type = String, example = "purchase")]
+    #[schema(value_type = super::schema::EventKind, example = "purchase")]
     r#type: EventType,
     /// RFC 3339; default now; at most 5 minutes ahead of the server's clock.
     #[schema(format = DateTime)]
     timestamp: Option<String>,
     /// Idempotency key: an event whose `event_id` was already stored is not stored again.
+    #[schema(value_type = Option<super::schema::Id>)]
     event_id: Option<String>,
     /// The recommendation response that showed this item.
+    #[schema(value_type = Option<super::schema::Id>)]
     recommendation_id: Option<String>,
-}
-
-/// One event, or an array of 1 to 10,000.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub enum EventsIn {
-    One(EventIn),
-    Many(Vec<EventIn>),
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -172,7 +169,7 @@ pub fn credited_version(recommendation_id: &str) -> Option<i64> {
 
 #[utoipa::path(
     post, path = "/v1/events", tag = "events",
-    request_body(content = EventsIn, description = "one event or an array of 1 to 10,000"),
+    request_body(content = super::schema::EventsIn, description = "one event or an array of 1 to 10,000"),
     responses(
         (status = 200, description = "every accepted event is durably committed", body = EventsAccepted),
         (status = 400, description = "malformed JSON", body = ErrorEnvelope),

@@ -27,16 +27,22 @@ const MAX_CATEGORIES: usize = 100;
 
 /// A catalog entry as a shop writes it; every field optional.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // documents the body for OpenAPI; parsing is field by field below
 pub struct ItemIn {
     /// Required in `POST /v1/items`, taken from the path in `PUT`.
+    #[schema(value_type = Option<super::schema::Id>)]
     item_id: Option<String>,
+    /// At most 1,000 characters, no control characters.
+    #[schema(max_length = 1000, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     title: Option<String>,
+    /// At most 100, each 1 to 256 characters without control characters.
+    #[schema(value_type = Option<Vec<super::schema::Id>>, max_items = 100)]
     categories: Option<Vec<String>>,
     /// Default true; an unavailable item is never recommended.
     available: Option<bool>,
     /// Free-form JSON object.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<super::schema::Attributes>)]
     attributes: Option<Value>,
 }
 
@@ -189,8 +195,8 @@ fn invalid(errors: Vec<ErrorDetail>) -> ApiError {
 
 #[utoipa::path(
     put, path = "/v1/items/{item_id}", tag = "catalog",
-    params(("item_id" = String, Path)),
-    request_body = ItemIn,
+    params(("item_id" = super::schema::Id, Path)),
+    request_body = super::schema::ItemPut,
     responses(
         (status = 200, body = ItemOut), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
@@ -218,7 +224,7 @@ pub async fn put_item(
 
 #[utoipa::path(
     post, path = "/v1/items", tag = "catalog",
-    request_body = Vec<ItemIn>,
+    request_body = super::schema::ItemsIn,
     responses(
         (status = 200, body = Upserted), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
@@ -264,7 +270,7 @@ pub async fn post_items(
 
 #[utoipa::path(
     get, path = "/v1/items/{item_id}", tag = "catalog",
-    params(("item_id" = String, Path)),
+    params(("item_id" = super::schema::Id, Path)),
     responses(
         (status = 200, body = ItemOut), (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
@@ -286,7 +292,7 @@ pub async fn get_item(
 
 #[utoipa::path(
     delete, path = "/v1/items/{item_id}", tag = "catalog",
-    params(("item_id" = String, Path)),
+    params(("item_id" = super::schema::Id, Path)),
     responses(
         (status = 204, description = "never recommended again; its events are kept"),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),

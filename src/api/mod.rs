@@ -5,9 +5,11 @@ pub mod error;
 pub mod events;
 pub mod items;
 pub mod json;
+pub mod limit;
 pub mod model;
 pub mod ops;
 pub mod recommendations;
+pub mod schema;
 
 use std::{sync::Arc, time::Instant};
 
@@ -37,6 +39,8 @@ pub struct AppState {
     pub trainer: Arc<Trainer>,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
+    /// `None` when rate limiting is off (the default).
+    pub rate_limit: Option<Arc<limit::RateLimit>>,
 }
 
 #[derive(OpenApi)]
@@ -49,7 +53,7 @@ pub struct AppState {
         model::current, model::versions, model::retrain, model::promote, model::retire,
         ops::healthz, ops::readyz, ops::metrics_text, ops::openapi,
     ),
-    modifiers(&Keys)
+    modifiers(&Keys, &Hostile)
 )]
 pub struct ApiDoc;
 
@@ -62,6 +66,62 @@ impl Modify for Keys {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("api_key", bearer());
         components.add_security_scheme("admin_key", bearer());
+    }
+}
+
+/// Answers every `/v1` operation can give whatever it does: 429 when rate limiting is on, and
+/// 503 when the request outlives the request timeout (bodies read too slowly included).
+struct Hostile;
+
+impl Modify for Hostile {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            header::HeaderBuilder, schema::Type, ContentBuilder, Ref, RefOr, ResponseBuilder,
+        };
+        let envelope = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                .build()
+        };
+        let too_many = ResponseBuilder::new()
+            .description(
+                "rate limited (RECLOOP_RATE_LIMIT_PER_SECOND); retry after Retry-After seconds",
+            )
+            .content("application/json", envelope())
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("seconds to wait"))
+                    .build(),
+            )
+            .build();
+        let timeout = ResponseBuilder::new()
+            .description(
+                "storage unavailable, or the request took too long; nothing was half-written",
+            )
+            .content("application/json", envelope())
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("429".into())
+                    .or_insert_with(|| RefOr::T(too_many.clone()));
+                responses
+                    .entry("503".into())
+                    .or_insert_with(|| RefOr::T(timeout.clone()));
+            }
+        }
     }
 }
 
@@ -87,10 +147,22 @@ fn matches(given: Option<&[u8]>, key: &Option<crate::config::Secret>) -> bool {
     }
 }
 
-fn check_key(config: &Config, access: Access, req: &Request) -> Result<(), ApiError> {
+/// Which configured key the request presents, if any.
+fn presented_key(config: &Config, req: &Request) -> Option<Access> {
     let given = bearer(req);
-    let is_admin = matches(given, &config.admin_key);
-    let is_api = matches(given, &config.api_key);
+    if matches(given, &config.admin_key) {
+        Some(Access::Admin)
+    } else if matches(given, &config.api_key) {
+        Some(Access::Api)
+    } else {
+        None
+    }
+}
+
+fn check_key(config: &Config, access: Access, req: &Request) -> Result<(), ApiError> {
+    let presented = presented_key(config, req);
+    let is_admin = presented == Some(Access::Admin);
+    let is_api = presented == Some(Access::Api);
     match access {
         Access::Api => {
             if config.api_key.is_none() || is_api || is_admin {
@@ -185,9 +257,13 @@ pub fn router(state: AppState) -> Router {
         .merge(items::admin_router())
         .merge(model::admin_router())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
-    Router::new()
+    // Limited before the key check, so that a flood of wrong keys is limited too.
+    let v1 = Router::new()
         .merge(api)
         .merge(admin)
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit::limit));
+    Router::new()
+        .merge(v1)
         .merge(ops::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -37,10 +37,13 @@ pub fn router() -> Router<AppState> {
 #[allow(dead_code)] // documents the query for OpenAPI; parsed by `Params`
 pub struct RecommendationParams {
     /// How many items, 1 to 100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     n: Option<usize>,
     /// Only items of this catalog category.
+    #[param(value_type = Option<super::schema::Id>)]
     category: Option<String>,
-    /// Comma-separated item ids never to return.
+    /// Comma-separated item ids never to return (at most 1,000).
+    #[param(pattern = "^,*([^,\\u0000-\\u001F\\u007F-\\u009F]{1,256},*)*$")]
     exclude: Option<String>,
     /// Also return items the user already interacted with (never purchased ones).
     include_interacted: Option<bool>,
@@ -151,7 +154,7 @@ pub struct PopularOut {
 
 #[utoipa::path(
     get, path = "/v1/users/{user_id}/recommendations", tag = "recommendations",
-    params(("user_id" = String, Path), RecommendationParams),
+    params(("user_id" = super::schema::Id, Path), RecommendationParams),
     responses(
         (status = 200, body = RecommendationsOut), (status = 401, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope),
@@ -184,7 +187,7 @@ pub async fn recommendations(
 
 #[utoipa::path(
     get, path = "/v1/items/{item_id}/similar", tag = "recommendations",
-    params(("item_id" = String, Path), ("n" = Option<usize>, Query, description = "1 to 100, default 10")),
+    params(("item_id" = super::schema::Id, Path), ("n" = Option<usize>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 10")),
     responses(
         (status = 200, body = SimilarOut), (status = 401, body = ErrorEnvelope),
         (status = 404, description = "neither the catalog nor the model knows the item", body = ErrorEnvelope),
@@ -222,8 +225,8 @@ pub async fn similar(
 #[utoipa::path(
     get, path = "/v1/popular", tag = "recommendations",
     params(
-        ("n" = Option<usize>, Query, description = "1 to 100, default 10"),
-        ("category" = Option<String>, Query, description = "only items of this category"),
+        ("n" = Option<usize>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 10"),
+        ("category" = Option<super::schema::Id>, Query, description = "only items of this category"),
     ),
     responses(
         (status = 200, body = PopularOut), (status = 401, body = ErrorEnvelope),

@@ -39,6 +39,18 @@ fn api_routes() -> Vec<(Method, &'static str, Option<serde_json::Value>)> {
     ]
 }
 
+/// The OpenAPI path template a concrete path of the lists above belongs to.
+fn template(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["", "v1", "items", _] => "/v1/items/{item_id}".into(),
+        ["", "v1", "items", _, "similar"] => "/v1/items/{item_id}/similar".into(),
+        ["", "v1", "users", _, "recommendations"] => "/v1/users/{user_id}/recommendations".into(),
+        _ => path.into(),
+    }
+}
+
 async fn call(
     app: &TestApp,
     (method, path, body): &(Method, &str, Option<serde_json::Value>),
@@ -97,6 +109,43 @@ pub async fn the_api_key_guards_every_v1_route(backend: Backend) {
     assert_eq!(app.stored_events().await.len(), 1);
 }
 
+/// The lists above are every `/v1` operation the service describes: a new route cannot be
+/// added without its key checks.
+pub async fn the_key_tests_cover_every_v1_operation(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let doc: serde_json::Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut described: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| path.starts_with("/v1/"))
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|m| ["get", "put", "post", "delete", "patch"].contains(&m.as_str()))
+                .map(|m| (m.to_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut tested: Vec<(String, String)> = api_routes()
+        .iter()
+        .chain(admin_routes().iter())
+        .map(|(method, path, _)| (method.to_string(), template(path)))
+        .collect();
+    described.sort();
+    tested.sort();
+    assert_eq!(tested, described);
+}
+
 pub async fn operations_routes_need_no_key(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| {
         c.api_key = Some(API_KEY.parse().unwrap());
@@ -126,6 +175,13 @@ pub async fn admin_routes_need_the_admin_key(backend: Backend) {
         let response = call(&app, &route, Some(&api)).await;
         expect_refused(response, StatusCode::FORBIDDEN, "forbidden").await;
         for authorization in [None, Some("Bearer nope")] {
+            let response = call(&app, &route, authorization).await;
+            expect_refused(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        }
+    }
+    // With both keys set, the API routes still refuse a missing or wrong key.
+    for route in api_routes() {
+        for authorization in [None, Some("Bearer nope"), Some("nope")] {
             let response = call(&app, &route, authorization).await;
             expect_refused(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
         }

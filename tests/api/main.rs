@@ -83,6 +83,7 @@ on_both_backends! {
     ],
     keys: [
         the_api_key_guards_every_v1_route,
+        the_key_tests_cover_every_v1_operation,
         operations_routes_need_no_key,
         admin_routes_need_the_admin_key,
         an_admin_key_alone_leaves_reads_open,
