@@ -17,6 +17,8 @@ use super::*;
 
 /// Rows per multi-row INSERT: 7 binds each stays far below SQLite's 32,766-variable limit.
 const INSERT_CHUNK: usize = 1_000;
+/// Ids per multi-row INSERT into the key tables (one bind each).
+const INTERN_CHUNK: usize = 10_000;
 /// A group commit stops collecting requests past this many events, bounding one transaction.
 const GROUP_MAX_EVENTS: usize = 50_000;
 /// The most recent events of a user that the request path folds in; bounds the cost of a bot.
@@ -47,7 +49,9 @@ impl SqliteStore {
             // under steady ingest. The WAL is truncated back afterwards.
             .pragma("wal_autocheckpoint", "10000")
             .pragma("journal_size_limit", "67108864")
-            .pragma("cache_size", "-16384")
+            // 64 MiB of pages per connection: under steady ingest the index pages a commit
+            // touches are scattered; the fewer must be read back, the fewer spill mid-commit.
+            .pragma("cache_size", "-65536")
             .foreign_keys(true);
         // One writing connection: SQLite has one writer anyway, and the group-commit task
         // is the one place that decides what goes into a transaction.
@@ -133,23 +137,32 @@ async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<AppendJob>) {
 async fn write_group(pool: &SqlitePool, group: &[AppendJob]) -> StoreResult<Vec<AppendOutcome>> {
     let received_ms = Utc::now().timestamp_millis();
     let mut tx = pool.begin().await?;
+    let events = || group.iter().flat_map(|job| job.events.iter());
+    intern(&mut tx, "user_keys", "user_id", events().map(|e| e.user_id.as_str())).await?;
+    intern(&mut tx, "item_keys", "item_id", events().map(|e| e.item_id.as_str())).await?;
     let mut outcomes = Vec::with_capacity(group.len());
     for job in group {
         let mut accepted = 0;
         for chunk in job.events.chunks(INSERT_CHUNK) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT OR IGNORE INTO events \
-                 (event_id, user_id, item_id, type, ts_ms, recommendation_id, received_ms) ",
+                "INSERT INTO events \
+                 (event_id, user_key, item_key, type, ts_ms, recommendation_id, received_ms) ",
             );
             q.push_values(chunk, |mut b, e| {
                 b.push_bind(e.event_id.as_ref().map(|id| id.as_str()))
-                    .push_bind(e.user_id.as_str())
-                    .push_bind(e.item_id.as_str())
+                    .push("(SELECT user_key FROM user_keys WHERE user_id = ")
+                    .push_bind_unseparated(e.user_id.as_str())
+                    .push_unseparated(")")
+                    .push("(SELECT item_key FROM item_keys WHERE item_id = ")
+                    .push_bind_unseparated(e.item_id.as_str())
+                    .push_unseparated(")")
                     .push_bind(e.event_type.code())
                     .push_bind(e.ts_ms)
                     .push_bind(e.recommendation_id.as_deref())
                     .push_bind(received_ms);
             });
+            // Only a repeated event_id is skipped; any other violation fails the group.
+            q.push(" ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING");
             accepted += q.build().execute(&mut *tx).await?.rows_affected();
         }
         outcomes.push(AppendOutcome {
@@ -159,6 +172,29 @@ async fn write_group(pool: &SqlitePool, group: &[AppendJob]) -> StoreResult<Vec<
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Gives every id not yet known a key, in the group's transaction: a group that fails leaves
+/// no key behind. An id met only in an event refused as a duplicate keeps its key (harmless: the
+/// catalog then treats the item as seen).
+async fn intern<'a>(
+    tx: &mut sqlx::SqliteConnection,
+    table: &str,
+    column: &str,
+    ids: impl Iterator<Item = &'a str>,
+) -> StoreResult<()> {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(INTERN_CHUNK) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("INSERT OR IGNORE INTO {table} ({column}) "));
+        q.push_values(chunk, |mut b, id| {
+            b.push_bind(*id);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 fn ms_to_time(ms: i64) -> DateTime<Utc> {
@@ -229,7 +265,8 @@ impl Store for SqliteStore {
 
     async fn user_stamp(&self, user: &UserId) -> StoreResult<UserStamp> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS latest FROM events WHERE user_id = ?",
+            "SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS latest FROM events \
+             WHERE user_key = (SELECT user_key FROM user_keys WHERE user_id = ?)",
         )
         .bind(user.as_str())
         .fetch_one(&self.read)
@@ -239,9 +276,11 @@ impl Store for SqliteStore {
 
     async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
         let rows = sqlx::query(
-            "SELECT item_id, type, ts_ms FROM \
-             (SELECT seq, item_id, type, ts_ms FROM events WHERE user_id = ? \
-              ORDER BY seq DESC LIMIT ?) ORDER BY ts_ms, seq",
+            "SELECT i.item_id, r.type, r.ts_ms FROM \
+             (SELECT seq, item_key, type, ts_ms FROM events \
+              WHERE user_key = (SELECT user_key FROM user_keys WHERE user_id = ?) \
+              ORDER BY seq DESC LIMIT ?) r \
+             JOIN item_keys i ON i.item_key = r.item_key ORDER BY r.ts_ms, r.seq",
         )
         .bind(user.as_str())
         .bind(HISTORY_LIMIT)
@@ -275,7 +314,11 @@ impl Store for SqliteStore {
         let mut rows = Vec::new();
         {
             let mut stream = sqlx::query(
-                "SELECT user_id, item_id, type, ts_ms FROM events WHERE seq <= ? ORDER BY seq",
+                // CROSS JOIN keeps the log the outer loop: rows come in seq order, no sort.
+                "SELECT u.user_id, i.item_id, e.type, e.ts_ms FROM events e \
+                 CROSS JOIN user_keys u ON u.user_key = e.user_key \
+                 CROSS JOIN item_keys i ON i.item_key = e.item_key \
+                 WHERE e.seq <= ? ORDER BY e.seq",
             )
             .bind(max_seq)
             .fetch(&mut *tx);
@@ -343,7 +386,7 @@ impl Store for SqliteStore {
             "INSERT INTO items (item_id, categories, available, attributes, deleted, updated_ms) \
              SELECT ?1, '[]', 0, '{}', 1, ?2 \
              WHERE EXISTS (SELECT 1 FROM items WHERE item_id = ?1) \
-                OR EXISTS (SELECT 1 FROM events WHERE item_id = ?1) \
+                OR EXISTS (SELECT 1 FROM item_keys WHERE item_id = ?1) \
              ON CONFLICT (item_id) DO UPDATE SET deleted = 1, available = 0, \
              updated_ms = excluded.updated_ms WHERE items.deleted = 0",
         )
@@ -426,5 +469,104 @@ impl Store for SqliteStore {
             None => Ok(None),
             Some(row) => Ok(Some((model_from_row(&row)?, row.try_get("data")?))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::EventId;
+
+    fn event(event_id: &str, user: &str, item: &str, ts_ms: i64) -> NewEvent {
+        NewEvent {
+            event_id: Some(EventId::parse(event_id).unwrap()),
+            user_id: UserId::parse(user).unwrap(),
+            item_id: ItemId::parse(item).unwrap(),
+            event_type: EventType::Click,
+            ts_ms,
+            recommendation_id: None,
+        }
+    }
+
+    /// A database the first schema wrote (text ids in every row) opens on the interned schema
+    /// with every event, its sequence number, its idempotency and the items it names.
+    #[tokio::test]
+    async fn a_log_of_the_first_schema_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let first_only = dir.path().join("migrations");
+        std::fs::create_dir(&first_only).unwrap();
+        std::fs::copy(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite/0001_init.sql"),
+            first_only.join("0001_init.sql"),
+        )
+        .unwrap();
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let old = SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(first_only.as_path())
+            .await
+            .unwrap()
+            .run(&old)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO events (seq, event_id, user_id, item_id, type, ts_ms, recommendation_id, \
+             received_ms) VALUES (1, 'e1', 'u1', 'i1', 0, 100, NULL, 1), \
+             (2, NULL, 'u2', 'i1', 3, 200, 'r-v1', 1), (5, 'e3', 'u1', 'i2', 1, 50, NULL, 1)",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let log = store.load_log().await.unwrap();
+        assert_eq!(log.max_seq, 5);
+        let row = |u: &str, i: &str, t, ts| LogRow {
+            user_id: u.into(),
+            item_id: i.into(),
+            event_type: t,
+            ts_ms: ts,
+        };
+        assert_eq!(
+            log.rows,
+            [
+                row("u1", "i1", EventType::View, 100),
+                row("u2", "i1", EventType::Purchase, 200),
+                row("u1", "i2", EventType::Click, 50),
+            ]
+        );
+        let u1 = UserId::parse("u1").unwrap();
+        let history = store.user_history(&u1).await.unwrap();
+        let items: Vec<&str> = history.iter().map(|h| h.item_id.as_str()).collect();
+        assert_eq!(items, ["i2", "i1"]);
+        assert_eq!(store.user_stamp(&u1).await.unwrap(), (2, 5));
+
+        // e1 was stored by the old schema: still a duplicate. New events follow seq 5.
+        let outcome = store
+            .append_events(vec![event("e1", "u1", "i9", 300), event("e4", "u3", "i2", 400)])
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            AppendOutcome {
+                accepted: 1,
+                duplicates: 1
+            }
+        );
+        assert_eq!(store.max_event_seq().await.unwrap(), 6);
+        let u3 = UserId::parse("u3").unwrap();
+        assert_eq!(store.user_stamp(&u3).await.unwrap(), (1, 6));
+        // An item known only from the old log is still an item the catalog can delete.
+        assert!(store
+            .delete_item(&ItemId::parse("i2").unwrap())
+            .await
+            .unwrap());
+        assert!(!store
+            .delete_item(&ItemId::parse("never-seen").unwrap())
+            .await
+            .unwrap());
     }
 }
