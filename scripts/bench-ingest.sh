@@ -23,6 +23,9 @@ SINGLE_SECS=${SINGLE_SECS:-20}
 SINGLE_CONNS=${SINGLE_CONNS:-64}
 USERS=${USERS:-200000}
 ITEMS=${ITEMS:-50000}
+# v4: random UUIDs as event ids (every insert lands at a random place in the unique index);
+# v7: time-ordered ones (UUIDv7, ULID): new ids go to the end of the index.
+EVENT_IDS=${EVENT_IDS:-v4}
 
 run() {
     echo "\$ $*"
@@ -120,12 +123,12 @@ cpu_seconds() {
 NONCE=$((RANDOM * 32768 + RANDOM))
 
 echo
-echo "== 1. batched: $BATCH_CONNS connections x 1,000 events/request, ${BATCH_SECS} s ($BACKEND)"
+echo "== 1. batched: $BATCH_CONNS connections x 1,000 events/request, ${BATCH_SECS} s ($BACKEND, $EVENT_IDS event ids)"
 start_server
 sample_windows "$BATCH_SECS" >"$WORK/windows.out" &
 SAMPLER=$!
 run wrk -t2 -c"$BATCH_CONNS" -d"${BATCH_SECS}s" --timeout 30s -s scripts/ingest.lua "$URL" \
-    -- 1000 "$NONCE" "$USERS" "$ITEMS" | tee "$WORK/batched.out"
+    -- 1000 "$NONCE" "$USERS" "$ITEMS" "$EVENT_IDS" | tee "$WORK/batched.out"
 wait "$SAMPLER"
 cat "$WORK/windows.out"
 cpu_seconds >"$WORK/batched.cpu"
@@ -136,12 +139,12 @@ echo
 echo "== 2. single-event: $SINGLE_CONNS connections x 1 event/request, ${SINGLE_SECS} s ($BACKEND)"
 start_server
 run wrk -t2 -c"$SINGLE_CONNS" -d"${SINGLE_SECS}s" --timeout 30s -s scripts/ingest.lua "$URL" \
-    -- 1 "$((NONCE + 1))" "$USERS" "$ITEMS" | tee "$WORK/single.out"
+    -- 1 "$((NONCE + 1))" "$USERS" "$ITEMS" "$EVENT_IDS" | tee "$WORK/single.out"
 cpu_seconds >"$WORK/single.cpu"
 stop_server
 
 echo
-echo "== summary ($BACKEND, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== summary ($BACKEND, $EVENT_IDS event ids, $USERS users, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 python3 - "$WORK" "$WINDOW_SECS" <<'EOF'
 import json, sys
 work, window = sys.argv[1], sys.argv[2]
