@@ -74,9 +74,15 @@ impl SqliteStore {
             }
         };
         let migrator = sqlx::migrate!("./migrations/sqlite");
-        if let Err(first) = migrator.run(&write).await {
-            // SQLite has no migration lock: another opener may have applied them meanwhile.
-            migrator.run(&write).await.map_err(|_| first)?;
+        let mut attempt = 0;
+        while let Err(e) = migrator.run(&write).await {
+            // SQLite has no migration lock: another opener may be applying them meanwhile, and
+            // each migration it wins fails ours once; run again once it has committed.
+            attempt += 1;
+            if attempt > 2 * migrator.iter().count() {
+                return Err(e.into());
+            }
+            tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
         }
         let read = SqlitePoolOptions::new()
             .max_connections(4)
