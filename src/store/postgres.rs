@@ -1,6 +1,8 @@
 //! PostgreSQL, for production and for several replicas on one database. Durability is
-//! PostgreSQL's own (`synchronous_commit = on`), and it already merges the WAL flushes of
-//! concurrent commits, so each append is simply one transaction.
+//! PostgreSQL's own (`synchronous_commit = on`). Small appends (single events) are grouped by
+//! one writer task into one transaction per group, as on SQLite: a transaction costs a few
+//! round trips and a WAL flush, which one event per request cannot pay 5,000 times a second.
+//! Larger batches are worth a transaction each and go straight to the pool, in parallel.
 
 use std::time::Duration;
 
@@ -11,12 +13,16 @@ use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
     ConnectOptions, PgPool, Postgres, QueryBuilder, Row,
 };
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::*;
 
 /// Rows per multi-row INSERT: 7 binds each stays below PostgreSQL's 65,535-parameter limit.
 const INSERT_CHUNK: usize = 5_000;
+/// Appends of fewer events than this wait for the group-commit writer; larger ones commit alone.
+const GROUPED_BELOW: usize = 100;
+/// A group stops collecting requests past this many events.
+const GROUP_MAX_EVENTS: usize = 10_000;
 /// The most recent events of a user that the request path folds in.
 const HISTORY_LIMIT: i64 = super::sqlite::HISTORY_LIMIT;
 
@@ -29,6 +35,12 @@ pub struct PostgresStore {
     pool: PgPool,
     options: PgConnectOptions,
     models: Arc<Notify>,
+    appends: mpsc::Sender<AppendJob>,
+}
+
+struct AppendJob {
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<StoreResult<AppendOutcome>>,
 }
 
 impl PostgresStore {
@@ -46,10 +58,13 @@ impl PostgresStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let models = Arc::new(Notify::new());
         tokio::spawn(listen_for_models(pool.clone(), models.clone()));
+        let (appends, jobs) = mpsc::channel(1024);
+        tokio::spawn(group_commit(pool.clone(), jobs));
         Ok(Self {
             pool,
             options,
             models,
+            appends,
         })
     }
 
@@ -91,6 +106,98 @@ async fn listen_for_models(pool: PgPool, models: Arc<Notify>) {
             }
         }
     }
+}
+
+/// Drains every small append waiting in the queue into one transaction, commits once, answers all.
+async fn group_commit(pool: PgPool, mut jobs: mpsc::Receiver<AppendJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        let mut events = group[0].events.len();
+        while events < GROUP_MAX_EVENTS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    events += job.events.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("recloop_group_commit_requests").record(group.len() as f64);
+        let batches: Vec<&[NewEvent]> = group.iter().map(|job| job.events.as_slice()).collect();
+        match insert_events(&pool, &batches).await {
+            Ok(outcomes) => {
+                for (job, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = group.len(), "group commit failed");
+                for job in group {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::Unavailable(sqlx::Error::Protocol(
+                            e.to_string(),
+                        ))));
+                }
+            }
+        }
+    }
+}
+
+/// Inserts several requests' events in one transaction; one outcome per request.
+async fn insert_events(pool: &PgPool, batches: &[&[NewEvent]]) -> StoreResult<Vec<AppendOutcome>> {
+    let received_ms = Utc::now().timestamp_millis();
+    // Concurrent transactions sharing event ids must take their unique-index locks in the same
+    // order, or two of them deadlock: insert in event-id order (events without one last). The
+    // sort is stable, so of two events with one id the earlier request's comes first.
+    // A user's history is read in timestamp order, so nothing depends on the input order.
+    let mut rows: Vec<(usize, &NewEvent)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(request, events)| events.iter().map(move |e| (request, e)))
+        .collect();
+    rows.sort_by(|(_, a), (_, b)| match (&a.event_id, &b.event_id) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    let mut tx = pool.begin().await?;
+    let mut stored_ids = std::collections::HashSet::new();
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO events \
+             (event_id, user_id, item_id, type, ts_ms, recommendation_id, received_ms) ",
+        );
+        q.push_values(chunk, |mut b, (_, e)| {
+            b.push_bind(e.event_id.as_ref().map(|id| id.as_str()))
+                .push_bind(e.user_id.as_str())
+                .push_bind(e.item_id.as_str())
+                .push_bind(e.event_type.code())
+                .push_bind(e.ts_ms)
+                .push_bind(e.recommendation_id.as_deref())
+                .push_bind(received_ms);
+        });
+        q.push(" ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING RETURNING event_id");
+        let inserted: Vec<Option<String>> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+        stored_ids.extend(inserted.into_iter().flatten());
+    }
+    tx.commit().await?;
+    // An id that was stored is credited to its first carrier; every other carrier (an earlier
+    // commit's, or a second one in this transaction) was a duplicate.
+    let mut outcomes = vec![AppendOutcome::default(); batches.len()];
+    for (request, e) in rows {
+        let stored = e
+            .event_id
+            .as_ref()
+            .is_none_or(|id| stored_ids.remove(id.as_str()));
+        if stored {
+            outcomes[request].accepted += 1;
+        } else {
+            outcomes[request].duplicates += 1;
+        }
+    }
+    Ok(outcomes)
 }
 
 /// A session advisory lock lives exactly as long as its connection: while the connection
@@ -194,41 +301,17 @@ impl Store for PostgresStore {
         if events.is_empty() {
             return Ok(AppendOutcome::default());
         }
-        let received_ms = Utc::now().timestamp_millis();
-        // Concurrent batches sharing event ids must take their unique-index locks in the same
-        // order, or two of them deadlock: insert in event-id order (events without one last).
-        // A user's history is read in timestamp order, so nothing depends on the input order.
-        let mut events = events;
-        events.sort_by(|a, b| match (&a.event_id, &b.event_id) {
-            (Some(x), Some(y)) => x.cmp(y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        });
-        let mut tx = self.pool.begin().await?;
-        let mut accepted = 0;
-        for chunk in events.chunks(INSERT_CHUNK) {
-            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-                "INSERT INTO events \
-                 (event_id, user_id, item_id, type, ts_ms, recommendation_id, received_ms) ",
-            );
-            q.push_values(chunk, |mut b, e| {
-                b.push_bind(e.event_id.as_ref().map(|id| id.as_str()))
-                    .push_bind(e.user_id.as_str())
-                    .push_bind(e.item_id.as_str())
-                    .push_bind(e.event_type.code())
-                    .push_bind(e.ts_ms)
-                    .push_bind(e.recommendation_id.as_deref())
-                    .push_bind(received_ms);
-            });
-            q.push(" ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING");
-            accepted += q.build().execute(&mut *tx).await?.rows_affected();
+        if events.len() >= GROUPED_BELOW {
+            let outcomes = insert_events(&self.pool, &[&events]).await?;
+            return Ok(outcomes[0]);
         }
-        tx.commit().await?;
-        Ok(AppendOutcome {
-            accepted,
-            duplicates: events.len() as u64 - accepted,
-        })
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        self.appends
+            .send(AppendJob { events, reply })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     async fn user_stamp(&self, user: &UserId) -> StoreResult<UserStamp> {

@@ -2,7 +2,7 @@
 //! machine crash. Concurrent appends are grouped into one transaction (group commit) by a single
 //! writer task, so durability costs one fsync per group, not per request.
 
-use std::{str::FromStr, time::Duration};
+use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -17,6 +17,9 @@ use super::*;
 
 /// Rows per multi-row INSERT: 7 binds each stays far below SQLite's 32,766-variable limit.
 const INSERT_CHUNK: usize = 1_000;
+/// Ids per statement that interns them (one bind each), and the shorter lengths used.
+const INTERN_CHUNK: usize = 1_000;
+const INTERN_SHAPES: [usize; 4] = [1, 10, 100, INTERN_CHUNK];
 /// A group commit stops collecting requests past this many events, bounding one transaction.
 const GROUP_MAX_EVENTS: usize = 50_000;
 /// The most recent events of a user that the request path folds in; bounds the cost of a bot.
@@ -47,7 +50,9 @@ impl SqliteStore {
             // under steady ingest. The WAL is truncated back afterwards.
             .pragma("wal_autocheckpoint", "10000")
             .pragma("journal_size_limit", "67108864")
-            .pragma("cache_size", "-16384")
+            // 64 MiB of pages per connection: under steady ingest the index pages a commit
+            // touches are scattered; the fewer must be read back, the fewer spill mid-commit.
+            .pragma("cache_size", "-65536")
             .foreign_keys(true);
         // One writing connection: SQLite has one writer anyway, and the group-commit task
         // is the one place that decides what goes into a transaction.
@@ -69,9 +74,15 @@ impl SqliteStore {
             }
         };
         let migrator = sqlx::migrate!("./migrations/sqlite");
-        if let Err(first) = migrator.run(&write).await {
-            // SQLite has no migration lock: another opener may have applied them meanwhile.
-            migrator.run(&write).await.map_err(|_| first)?;
+        let mut attempt = 0;
+        while let Err(e) = migrator.run(&write).await {
+            // SQLite has no migration lock: another opener may be applying them meanwhile, and
+            // each migration it wins fails ours once; run again once it has committed.
+            attempt += 1;
+            if attempt > 2 * migrator.iter().count() {
+                return Err(e.into());
+            }
+            tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
         }
         let read = SqlitePoolOptions::new()
             .max_connections(4)
@@ -97,6 +108,7 @@ fn is_busy(e: &dyn sqlx::error::DatabaseError) -> bool {
 
 /// Drains every append waiting in the queue into one transaction, commits once, answers all.
 async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<AppendJob>) {
+    let mut keys = KeyCache::default();
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
         let mut events = group[0].events.len();
@@ -110,7 +122,7 @@ async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<AppendJob>) {
             }
         }
         metrics::histogram!("recloop_group_commit_requests").record(group.len() as f64);
-        match write_group(&pool, &group).await {
+        match write_group(&pool, &group, &mut keys).await {
             Ok(outcomes) => {
                 for (job, outcome) in group.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
@@ -130,26 +142,80 @@ async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<AppendJob>) {
     }
 }
 
-async fn write_group(pool: &SqlitePool, group: &[AppendJob]) -> StoreResult<Vec<AppendOutcome>> {
+/// The keys of user and item ids this writer has committed. A key never changes once
+/// committed (rows of user_keys/item_keys are never updated or deleted), so an entry stays true
+/// even while other processes write; only keys of a committed group are added.
+#[derive(Default)]
+struct KeyCache {
+    users: HashMap<String, i64>,
+    items: HashMap<String, i64>,
+}
+
+/// Ids whose keys a writer keeps in memory, per kind; past it the cache starts over.
+const KEY_CACHE_MAX: usize = 1_000_000;
+
+async fn write_group(
+    pool: &SqlitePool,
+    group: &[AppendJob],
+    cache: &mut KeyCache,
+) -> StoreResult<Vec<AppendOutcome>> {
     let received_ms = Utc::now().timestamp_millis();
     let mut tx = pool.begin().await?;
+    let events = || group.iter().flat_map(|job| job.events.iter());
+    let new_users = intern(
+        &mut tx,
+        &cache.users,
+        "user_keys",
+        "user_id",
+        "user_key",
+        events().map(|e| e.user_id.as_str()),
+    )
+    .await?;
+    let new_items = intern(
+        &mut tx,
+        &cache.items,
+        "item_keys",
+        "item_id",
+        "item_key",
+        events().map(|e| e.item_id.as_str()),
+    )
+    .await?;
+    let key = |known: &HashMap<String, i64>, new: &HashMap<String, i64>, id: &str| {
+        known
+            .get(id)
+            .or_else(|| new.get(id))
+            .copied()
+            .ok_or_else(|| StoreError::Corrupt(format!("no key for {id:?} after interning it")))
+    };
     let mut outcomes = Vec::with_capacity(group.len());
     for job in group {
         let mut accepted = 0;
         for chunk in job.events.chunks(INSERT_CHUNK) {
+            let keyed = chunk
+                .iter()
+                .map(|e| {
+                    Ok((
+                        e,
+                        key(&cache.users, &new_users, e.user_id.as_str())?,
+                        key(&cache.items, &new_items, e.item_id.as_str())?,
+                    ))
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT OR IGNORE INTO events \
-                 (event_id, user_id, item_id, type, ts_ms, recommendation_id, received_ms) ",
+                "INSERT INTO events \
+                 (event_id, user_key, item_key, type, ts_ms, recommendation_id, received_ms) ",
             );
-            q.push_values(chunk, |mut b, e| {
+            q.push_values(keyed, |mut b, (e, user_key, item_key)| {
                 b.push_bind(e.event_id.as_ref().map(|id| id.as_str()))
-                    .push_bind(e.user_id.as_str())
-                    .push_bind(e.item_id.as_str())
+                    .push_bind(user_key)
+                    .push_bind(item_key)
                     .push_bind(e.event_type.code())
                     .push_bind(e.ts_ms)
                     .push_bind(e.recommendation_id.as_deref())
                     .push_bind(received_ms);
             });
+            // Only a repeated event_id is skipped; any other violation fails the group.
+            q.push(" ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING");
             accepted += q.build().execute(&mut *tx).await?.rows_affected();
         }
         outcomes.push(AppendOutcome {
@@ -158,7 +224,56 @@ async fn write_group(pool: &SqlitePool, group: &[AppendJob]) -> StoreResult<Vec<
         });
     }
     tx.commit().await?;
+    for (known, new) in [(&mut cache.users, new_users), (&mut cache.items, new_items)] {
+        if known.len() + new.len() > KEY_CACHE_MAX {
+            known.clear();
+        }
+        known.extend(new);
+    }
     Ok(outcomes)
+}
+
+/// Gives every id the cache does not know a key, in the group's transaction (a group that fails
+/// leaves no key behind), and returns their keys. An id met only in an event refused as a
+/// duplicate keeps its key: harmless, the catalog then treats the item as seen.
+async fn intern<'a>(
+    tx: &mut sqlx::SqliteConnection,
+    known: &HashMap<String, i64>,
+    table: &str,
+    id_column: &str,
+    key_column: &str,
+    ids: impl Iterator<Item = &'a str>,
+) -> StoreResult<HashMap<String, i64>> {
+    let mut missing: Vec<&str> = ids.filter(|id| !known.contains_key(*id)).collect();
+    missing.sort_unstable();
+    missing.dedup();
+    let mut keys = HashMap::with_capacity(missing.len());
+    for chunk in missing.chunks(INTERN_CHUNK) {
+        // Statements of a few fixed lengths, padded by repeating an id (harmless to both), so
+        // the prepared-statement cache keeps them instead of one new statement per group.
+        let len = INTERN_SHAPES
+            .into_iter()
+            .find(|&n| n >= chunk.len())
+            .unwrap_or(INTERN_CHUNK);
+        let padded = || chunk.iter().chain(std::iter::repeat(&chunk[0])).take(len);
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("INSERT OR IGNORE INTO {table} ({id_column}) "));
+        q.push_values(padded(), |mut b, id| {
+            b.push_bind(*id);
+        });
+        q.build().execute(&mut *tx).await?;
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {id_column}, {key_column} FROM {table} WHERE {id_column} IN ("
+        ));
+        let mut list = q.separated(", ");
+        for id in padded() {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        let rows: Vec<(String, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
+        keys.extend(rows);
+    }
+    Ok(keys)
 }
 
 fn ms_to_time(ms: i64) -> DateTime<Utc> {
@@ -227,9 +342,15 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| closed())?
     }
 
+    // Both walk the per-user index block by block (see migration 0002): one index seek per
+    // 65,536 events of the log, about 150 at ten million events.
     async fn user_stamp(&self, user: &UserId) -> StoreResult<UserStamp> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS latest FROM events WHERE user_id = ?",
+            "WITH RECURSIVE blocks(b) AS (SELECT (SELECT MAX(seq) FROM events) >> 16 \
+             UNION ALL SELECT b - 1 FROM blocks WHERE b > 0) \
+             SELECT COUNT(*) AS n, COALESCE(MAX(e.seq), 0) AS latest \
+             FROM blocks CROSS JOIN events e WHERE (e.seq >> 16) = blocks.b \
+             AND e.user_key = (SELECT user_key FROM user_keys WHERE user_id = ?)",
         )
         .bind(user.as_str())
         .fetch_one(&self.read)
@@ -239,9 +360,14 @@ impl Store for SqliteStore {
 
     async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
         let rows = sqlx::query(
-            "SELECT item_id, type, ts_ms FROM \
-             (SELECT seq, item_id, type, ts_ms FROM events WHERE user_id = ? \
-              ORDER BY seq DESC LIMIT ?) ORDER BY ts_ms, seq",
+            "WITH RECURSIVE blocks(b) AS (SELECT (SELECT MAX(seq) FROM events) >> 16 \
+             UNION ALL SELECT b - 1 FROM blocks WHERE b > 0) \
+             SELECT i.item_id, r.type, r.ts_ms FROM \
+             (SELECT e.seq, e.item_key, e.type, e.ts_ms \
+              FROM blocks CROSS JOIN events e WHERE (e.seq >> 16) = blocks.b \
+              AND e.user_key = (SELECT user_key FROM user_keys WHERE user_id = ?) \
+              ORDER BY e.seq DESC LIMIT ?) r \
+             JOIN item_keys i ON i.item_key = r.item_key ORDER BY r.ts_ms, r.seq",
         )
         .bind(user.as_str())
         .bind(HISTORY_LIMIT)
@@ -275,7 +401,11 @@ impl Store for SqliteStore {
         let mut rows = Vec::new();
         {
             let mut stream = sqlx::query(
-                "SELECT user_id, item_id, type, ts_ms FROM events WHERE seq <= ? ORDER BY seq",
+                // CROSS JOIN keeps the log the outer loop: rows come in seq order, no sort.
+                "SELECT u.user_id, i.item_id, e.type, e.ts_ms FROM events e \
+                 CROSS JOIN user_keys u ON u.user_key = e.user_key \
+                 CROSS JOIN item_keys i ON i.item_key = e.item_key \
+                 WHERE e.seq <= ? ORDER BY e.seq",
             )
             .bind(max_seq)
             .fetch(&mut *tx);
@@ -343,7 +473,7 @@ impl Store for SqliteStore {
             "INSERT INTO items (item_id, categories, available, attributes, deleted, updated_ms) \
              SELECT ?1, '[]', 0, '{}', 1, ?2 \
              WHERE EXISTS (SELECT 1 FROM items WHERE item_id = ?1) \
-                OR EXISTS (SELECT 1 FROM events WHERE item_id = ?1) \
+                OR EXISTS (SELECT 1 FROM item_keys WHERE item_id = ?1) \
              ON CONFLICT (item_id) DO UPDATE SET deleted = 1, available = 0, \
              updated_ms = excluded.updated_ms WHERE items.deleted = 0",
         )
@@ -627,5 +757,111 @@ impl Store for SqliteStore {
         )
         .fetch_one(&self.read)
         .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::EventId;
+
+    fn event(event_id: &str, user: &str, item: &str, ts_ms: i64) -> NewEvent {
+        NewEvent {
+            event_id: Some(EventId::parse(event_id).unwrap()),
+            user_id: UserId::parse(user).unwrap(),
+            item_id: ItemId::parse(item).unwrap(),
+            event_type: EventType::Click,
+            ts_ms,
+            recommendation_id: None,
+        }
+    }
+
+    /// A database the first schema wrote (text ids in every row) opens on the interned schema
+    /// with every event, its sequence number, its idempotency and the items it names. The
+    /// sequence numbers span three blocks of the per-user index, one of them empty.
+    #[tokio::test]
+    async fn a_log_of_the_first_schema_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let first_only = dir.path().join("migrations");
+        std::fs::create_dir(&first_only).unwrap();
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/sqlite/0001_init.sql"
+            ),
+            first_only.join("0001_init.sql"),
+        )
+        .unwrap();
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let old = SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(first_only.as_path())
+            .await
+            .unwrap()
+            .run(&old)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO events (seq, event_id, user_id, item_id, type, ts_ms, recommendation_id, \
+             received_ms) VALUES (1, 'e1', 'u1', 'i1', 0, 100, NULL, 1), \
+             (2, NULL, 'u2', 'i1', 3, 200, 'r-v1', 1), (140000, 'e3', 'u1', 'i2', 1, 50, NULL, 1)",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let log = store.load_log().await.unwrap();
+        assert_eq!(log.max_seq, 140_000);
+        let row = |u: &str, i: &str, t, ts| LogRow {
+            user_id: u.into(),
+            item_id: i.into(),
+            event_type: t,
+            ts_ms: ts,
+        };
+        assert_eq!(
+            log.rows,
+            [
+                row("u1", "i1", EventType::View, 100),
+                row("u2", "i1", EventType::Purchase, 200),
+                row("u1", "i2", EventType::Click, 50),
+            ]
+        );
+        let u1 = UserId::parse("u1").unwrap();
+        let history = store.user_history(&u1).await.unwrap();
+        let items: Vec<&str> = history.iter().map(|h| h.item_id.as_str()).collect();
+        assert_eq!(items, ["i2", "i1"]);
+        assert_eq!(store.user_stamp(&u1).await.unwrap(), (2, 140_000));
+
+        // e1 was stored by the old schema: still a duplicate. New events follow the last seq.
+        let outcome = store
+            .append_events(vec![
+                event("e1", "u1", "i9", 300),
+                event("e4", "u3", "i2", 400),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            AppendOutcome {
+                accepted: 1,
+                duplicates: 1
+            }
+        );
+        assert_eq!(store.max_event_seq().await.unwrap(), 140_001);
+        let u3 = UserId::parse("u3").unwrap();
+        assert_eq!(store.user_stamp(&u3).await.unwrap(), (1, 140_001));
+        // An item known only from the old log is still an item the catalog can delete.
+        assert!(store
+            .delete_item(&ItemId::parse("i2").unwrap())
+            .await
+            .unwrap());
+        assert!(!store
+            .delete_item(&ItemId::parse("never-seen").unwrap())
+            .await
+            .unwrap());
     }
 }
