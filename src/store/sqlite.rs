@@ -633,8 +633,9 @@ impl Store for SqliteStore {
             "INSERT INTO credits (recommendation_id, type, model_version, arm, experiment, shown_ms) \
              SELECT DISTINCT i.recommendation_id, e.type, i.model_version, i.arm, i.experiment, \
              i.shown_ms FROM events e JOIN impressions i ON i.recommendation_id = e.recommendation_id \
-             WHERE e.seq > ? AND e.seq <= ? AND e.type IN ({types}) AND e.user_id = i.user_id \
-             AND instr(char(10) || i.items || char(10), char(10) || e.item_id || char(10)) > 0 \
+             JOIN user_keys u ON u.user_key = e.user_key JOIN item_keys k ON k.item_key = e.item_key \
+             WHERE e.seq > ? AND e.seq <= ? AND e.type IN ({types}) AND u.user_id = i.user_id \
+             AND instr(char(10) || i.items || char(10), char(10) || k.item_id || char(10)) > 0 \
              ON CONFLICT DO NOTHING RETURNING model_version, arm, experiment, type"
         ))
         .bind(from)

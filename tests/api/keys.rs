@@ -20,6 +20,8 @@ fn admin_routes() -> Vec<(Method, &'static str, Option<serde_json::Value>)> {
         ),
         (Method::DELETE, "/v1/items/sku-1", None),
         (Method::POST, "/v1/model/retrain", None),
+        (Method::POST, "/v1/model/challenger/promote", None),
+        (Method::POST, "/v1/model/challenger/retire", None),
     ]
 }
 
