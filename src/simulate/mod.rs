@@ -62,6 +62,12 @@ pub struct Options {
     /// RECLOOP_RETRAIN_AFTER_EVENTS; production's 10,000 scaled to the simulated shop).
     #[arg(long, default_value_t = 1_000)]
     pub retrain_after_events: u64,
+    /// The in-process recloops' RECLOOP_IMPRESSION_PENALTY [default: the service's default].
+    #[arg(long)]
+    pub impression_penalty: Option<f64>,
+    /// The in-process recloops' RECLOOP_EXPLORATION [default: the service's default].
+    #[arg(long)]
+    pub exploration: Option<f64>,
     /// The summary compares the arms over this many final periods.
     #[arg(long, default_value_t = 5)]
     pub summary_periods: usize,
@@ -114,7 +120,7 @@ pub async fn run(options: &Options, service: &Config) -> anyhow::Result<Report> 
         sessions_per_period: options.sessions_per_period,
     };
 
-    let popularity = Local::start(service, options.retrain_after_events).await?;
+    let popularity = Local::start(service, options).await?;
     let (recloop_client, recloop_local) = match &options.url {
         Some(url) => {
             let key = options.admin_key.as_ref().or(options.api_key.as_ref());
@@ -122,7 +128,7 @@ pub async fn run(options: &Options, service: &Config) -> anyhow::Result<Report> 
             (client, None)
         }
         None => {
-            let local = Local::start(service, options.retrain_after_events).await?;
+            let local = Local::start(service, options).await?;
             (local.client.clone(), Some(local))
         }
     };
@@ -213,13 +219,19 @@ struct Local {
 }
 
 impl Local {
-    async fn start(service: &Config, retrain_after_events: u64) -> anyhow::Result<Self> {
+    async fn start(service: &Config, options: &Options) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("creating a temporary directory")?;
         let mut config = service.clone();
         config.database_url = format!("sqlite://{}", dir.path().join("recloop.db").display());
         config.api_key = None;
         config.admin_key = None;
-        config.retrain_after_events = retrain_after_events;
+        config.retrain_after_events = options.retrain_after_events;
+        if let Some(p) = options.impression_penalty {
+            config.impression_penalty = p;
+        }
+        if let Some(e) = options.exploration {
+            config.exploration = e;
+        }
         // A period lasts seconds here, not a day: check for due trainings every second.
         config.trainer_tick_secs = 1;
         let app = crate::build_app(config).await?;

@@ -112,6 +112,9 @@ const DEFAULT_ENV: &[(&str, &str)] = &[
     ("RECLOOP_FACTORS", "8"),
     ("RECLOOP_ITERATIONS", "5"),
     ("RECLOOP_SHUTDOWN_GRACE_SECS", "1"),
+    // These tests compare answers across replicas; the impression penalty makes a replica's
+    // answer depend on what it showed a moment ago, which is not what they are about.
+    ("RECLOOP_IMPRESSION_PENALTY", "0"),
     ("RUST_LOG", "info"),
 ];
 

@@ -23,6 +23,8 @@ fn options(out_dir: std::path::PathBuf) -> Options {
         seed: 1,
         out_dir,
         retrain_after_events: 300,
+        impression_penalty: None,
+        exploration: None,
         summary_periods: 6,
     }
 }
