@@ -98,10 +98,11 @@ echo "== 2. recommendations under load: 64 connections, ${LOAD_SECS} s, rotating
 tail -n +2 "$DATA_DIR/train.csv" | cut -d, -f1 | sort -u \
     | shuf --random-source=<(yes) >"$WORK/users.txt"
 echo "$(wc -l <"$WORK/users.txt") distinct users"
+sed 's|.*|/v1/users/&/recommendations?n=10|' "$WORK/users.txt" >"$WORK/paths.txt"
 snapshot
 # 2 threads: the machine has 2 cores, and wrk shares them with the server.
-run wrk -t2 -c64 -d"${LOAD_SECS}s" --latency -s scripts/rotate-users.lua "$URL" \
-    -- "$WORK/users.txt" 10 | tee "$WORK/wrk.out"
+run wrk -t2 -c64 -d"${LOAD_SECS}s" --latency -s scripts/rotate-paths.lua "$URL" \
+    -- "$WORK/paths.txt" | tee "$WORK/wrk.out"
 phase_end "/v1/users/{user_id}/recommendations"
 # The floor of this machine: the same 64 connections on a route that does nothing. Whatever
 # p99 this shows is scheduling (wrk and the server share the cores), not recloop's work.

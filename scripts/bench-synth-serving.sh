@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Recommendation latency on a shop-sized model: a synthetic log (`recloop synth`, 20,000 items
 # by default), imported and trained, then GET /v1/users/{id}/recommendations?n=10 at 64
-# connections over many distinct users (wrk + scripts/rotate-users.lua). Prints req/s, p50, p99
+# connections over many distinct users (wrk + scripts/rotate-paths.lua). Prints req/s, p50, p99
 # against the 25 ms target, and the ml100k-sized control: /healthz under the same load (what
 # scheduling alone costs when wrk and the server share 2 cores).
 #
@@ -60,8 +60,9 @@ curl -sf "$URL/v1/users/$(head -1 "$WORK/users.txt")/recommendations?n=10" >/dev
 
 echo
 echo "== recommendations, 64 connections, $(wc -l <"$WORK/users.txt") distinct users"
-run wrk -t2 -c64 -d"${LOAD_SECS}s" --latency -s scripts/rotate-users.lua "$URL" \
-    -- "$WORK/users.txt" 10 | tee "$WORK/wrk.out"
+sed 's|.*|/v1/users/&/recommendations?n=10|' "$WORK/users.txt" >"$WORK/paths.txt"
+run wrk -t2 -c64 -d"${LOAD_SECS}s" --latency -s scripts/rotate-paths.lua "$URL" \
+    -- "$WORK/paths.txt" | tee "$WORK/wrk.out"
 echo
 echo "== control: /healthz under the same load (scheduling, not recommending)"
 run wrk -t2 -c64 -d10s --latency "$URL/healthz" | tee "$WORK/health.out"

@@ -1,4 +1,4 @@
--- wrk script for scripts/bench-serving.sh and scripts/soak.sh: every request GETs the next path
+-- wrk script for the load scripts in scripts/: every request GETs the next path
 -- of a file (one path per line, e.g. /v1/users/u1/recommendations?n=10), so the load spreads
 -- over many users or items instead of hammering one cache entry. Each thread starts at its own
 -- offset. Prints one machine-readable WRK_JSON line at the end.
