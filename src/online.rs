@@ -367,21 +367,7 @@ impl Online {
     pub async fn run_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let tick = Duration::from_secs(self.config.online_tick_secs.max(1));
         let models = self.store.model_notifications();
-        loop {
-            let notified = async {
-                match &models {
-                    Some(n) => n.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(tick) => {}
-                _ = notified => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                return;
-            }
+        while crate::training::next_round(models.as_deref(), tick, &mut shutdown).await {
             if let Err(e) = self.tick().await {
                 tracing::warn!(error = ?e, "online round failed");
             }

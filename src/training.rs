@@ -283,6 +283,27 @@ fn recorded_params(
     Ok(value)
 }
 
+/// Waits for the next round of a background loop: `wait` elapsed, or another replica announced
+/// a new model (`models`, on a shared database). False once `shutdown` turns true.
+pub async fn next_round(
+    models: Option<&tokio::sync::Notify>,
+    wait: std::time::Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let notified = async {
+        match models {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = notified => {}
+        _ = shutdown.changed() => {}
+    }
+    !*shutdown.borrow()
+}
+
 /// How a training run ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -501,22 +522,7 @@ impl Trainer {
         let tick = std::time::Duration::from_secs(self.config.trainer_tick_secs.max(1));
         let mut backoff = tick;
         let models = self.store.model_notifications();
-        loop {
-            // Another replica's new model wakes us at once; the tick is the fallback.
-            let notified = async {
-                match &models {
-                    Some(n) => n.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = notified => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                return;
-            }
+        while next_round(models.as_deref(), backoff, &mut shutdown).await {
             if let Err(e) = adopt_newest(&self.store, &self.serving).await {
                 tracing::warn!(error = ?e, "could not check for a newer model");
             }
