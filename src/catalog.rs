@@ -75,6 +75,10 @@ impl Catalog {
 impl CatalogView<'_> {
     /// May this item be shown, given an optional category filter?
     pub fn allows(&self, item_id: &str, category: Option<&str>) -> bool {
+        // A shop without catalog writes: nothing to look up (and hash) per candidate.
+        if self.items.is_empty() {
+            return category.is_none();
+        }
         match (self.items.get(item_id), category) {
             (Some(meta), None) => meta.available,
             (Some(meta), Some(c)) => meta.available && meta.categories.iter().any(|x| x == c),

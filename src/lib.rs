@@ -6,6 +6,7 @@ pub mod api;
 pub mod arms;
 pub mod catalog;
 pub mod config;
+pub mod demote;
 pub mod domain;
 pub mod evaluate;
 pub mod import;
@@ -59,14 +60,14 @@ pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyho
     training::adopt_newest(&store, &serving).await?;
     online::adopt_challenger(&store, &serving).await?;
     let trainer = Arc::new(Trainer::new(store.clone(), serving.clone(), config.clone()));
-    let state = AppState {
+    let state = AppState::new(api::Shared {
         rate_limit: api::limit::RateLimit::from_config(&config),
         store,
         serving,
         trainer,
         config,
         metrics: telemetry::metrics_handle(),
-    };
+    });
     let router = api::router(state.clone());
     Ok(App { state, router })
 }

@@ -21,12 +21,14 @@ use std::{
 };
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use fnv::{FnvHashMap, FnvHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     arms,
     catalog::Catalog,
     config::Config,
+    demote::DemotedOrder,
     domain::{EventType, EventWeights, UserId},
     model::{
         interactions::sort_for_fit, recency::weighted_history, topk::top_k, AlsModel, LogEvent,
@@ -91,6 +93,8 @@ pub struct Snapshot {
     pub index: HashMap<String, u32>,
     /// Items the model knows least: below the median popularity. Exploration draws from them.
     pub uncertain: Vec<bool>,
+    /// The most popular items, ranked once for `/v1/popular` and users without history.
+    pub popular: Vec<(u32, f32)>,
 }
 
 impl Snapshot {
@@ -107,11 +111,13 @@ impl Snapshot {
             let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
             model.popularity.iter().map(|&p| p < median).collect()
         };
+        let popular = top_k(&model.popularity, SHORTLIST_LEN, |_| true);
         Self {
             record,
             model,
             index,
             uncertain,
+            popular,
         }
     }
 
@@ -128,8 +134,8 @@ struct UserState {
     /// The user's stamp in a shared database, read before the history.
     stamp: Option<UserStamp>,
     vector: Option<UserVector>,
-    interacted: HashSet<u32>,
-    purchased: HashSet<u32>,
+    interacted: FnvHashSet<u32>,
+    purchased: FnvHashSet<u32>,
     /// Items of the history the model does not know (too new): never explored for this user.
     touched_unknown: HashSet<String>,
     /// The user's best items under the default hiding rule, ranked once and reused by every
@@ -149,14 +155,21 @@ struct Ranked {
 /// rebuilt state carries over until the database has them (impressions are written behind).
 #[derive(Default)]
 struct ShownCounts {
-    counts: HashMap<u32, u32>,
+    counts: FnvHashMap<u32, u32>,
     recent: VecDeque<(String, i64, Vec<u32>)>,
+    /// The cached shortlist as the penalty orders it, built on first use and then moved
+    /// along with every count.
+    order: Option<DemotedOrder>,
 }
 
 impl ShownCounts {
     fn add(&mut self, items: &[u32]) {
         for &i in items {
-            *self.counts.entry(i).or_default() += 1;
+            let n = self.counts.entry(i).or_default();
+            *n += 1;
+            if let Some(order) = &mut self.order {
+                order.shown(i, *n);
+            }
         }
     }
 
@@ -242,8 +255,8 @@ fn degraded(cached: Option<Arc<UserState>>, e: StoreError) -> StoreResult<Arc<Us
             generation: 0,
             stamp: None,
             vector: None,
-            interacted: HashSet::new(),
-            purchased: HashSet::new(),
+            interacted: FnvHashSet::default(),
+            purchased: FnvHashSet::default(),
             touched_unknown: HashSet::new(),
             ranked: Default::default(),
             shown: Default::default(),
@@ -480,7 +493,7 @@ impl Serving {
             Vec::new()
         };
         let weights = &snap.model.weights;
-        let mut purchased = HashSet::new();
+        let mut purchased = FnvHashSet::default();
         let mut touched: HashMap<u32, i64> = HashMap::new();
         let mut touched_unknown = HashSet::new();
         // The user's events in the order training reads them (time, then item), so recency
@@ -633,7 +646,7 @@ impl Serving {
         let hidden = |i: u32| {
             state.purchased.contains(&i)
                 || (!include_interacted && state.interacted.contains(&i))
-                || q.exclude.contains(&snap.model.item_ids[i as usize])
+                || (!q.exclude.is_empty() && q.exclude.contains(&snap.model.item_ids[i as usize]))
         };
         let scores = |out: &mut Vec<f32>| match &state.vector {
             Some(v) => {
@@ -647,11 +660,7 @@ impl Serving {
             None => Source::Popular,
         };
         let penalty = self.policy.impression_penalty;
-        let shown = state.shown.lock().unwrap_or_else(|e| e.into_inner());
-        let demoted = |i: u32, score: f32| match shown.counts.get(&i) {
-            Some(&n) if penalty > 0.0 => penalized(score, n, penalty),
-            _ => score,
-        };
+        let mut shown = state.shown.lock().unwrap_or_else(|e| e.into_inner());
         let mut items = None;
         let mut explore: Cow<[(u32, f32)]> = Cow::Borrowed(&[]);
         if !include_interacted {
@@ -668,18 +677,15 @@ impl Serving {
                     }),
                 }
             });
-            let list: Cow<[(u32, f32)]> = if penalty > 0.0 && !shown.counts.is_empty() {
-                let mut list: Vec<(u32, f32)> = ranked
-                    .shortlist
-                    .iter()
-                    .map(|&(i, score)| (i, demoted(i, score)))
-                    .collect();
-                list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                Cow::Owned(list)
+            let truncated = ranked.shortlist.len() >= SHORTLIST_LEN;
+            items = if penalty > 0.0 {
+                let ShownCounts { counts, order, .. } = &mut *shown;
+                let order = order
+                    .get_or_insert_with(|| DemotedOrder::new(&ranked.shortlist, counts, penalty));
+                self.pick(snap, order.iter(), truncated, q, hidden)
             } else {
-                Cow::Borrowed(&ranked.shortlist)
+                self.pick(snap, ranked.shortlist.iter().copied(), truncated, q, hidden)
             };
-            items = self.pick(snap, &list, SHORTLIST_LEN, q, hidden);
             explore = Cow::Borrowed(&ranked.explore);
         }
         let mut items = match items {
@@ -691,9 +697,9 @@ impl Serving {
                     !hidden(i) && snap.uncertain[i as usize]
                 }));
                 if penalty > 0.0 {
-                    for (&i, _) in shown.counts.iter() {
+                    for (&i, &n) in shown.counts.iter() {
                         if let Some(s) = all.get_mut(i as usize) {
-                            *s = demoted(i, *s);
+                            *s = penalized(*s, n, penalty);
                         }
                     }
                 }
@@ -770,7 +776,12 @@ impl Serving {
             category: category.map(str::to_owned),
             ..Default::default()
         };
-        let items = self.best(&snap, &snap.model.popularity, &q, |_| false);
+        let truncated = snap.popular.len() >= SHORTLIST_LEN;
+        let items = self
+            .pick(&snap, snap.popular.iter().copied(), truncated, &q, |_| {
+                false
+            })
+            .unwrap_or_else(|| self.best(&snap, &snap.model.popularity, &q, |_| false));
         (Some(snap.version()), items)
     }
 
@@ -789,24 +800,24 @@ impl Serving {
     }
 
     /// The first `q.n` items of a ranked list that pass every filter; `None` when the list
-    /// ran out first although it held `full` items (items further down might pass).
+    /// ran out first although it was `truncated` (items beyond it might pass).
     fn pick(
         &self,
         snap: &Snapshot,
-        ranked: &[(u32, f32)],
-        full: usize,
+        ranked: impl IntoIterator<Item = (u32, f32)>,
+        truncated: bool,
         q: &RecommendQuery,
         hidden: impl Fn(u32) -> bool,
     ) -> Option<Vec<ScoredItem>> {
         let view = self.catalog.view();
         let ids = &snap.model.item_ids;
         let picked: Vec<ScoredItem> = ranked
-            .iter()
-            .filter(|&&(i, _)| !hidden(i) && view.allows(&ids[i as usize], q.category.as_deref()))
+            .into_iter()
+            .filter(|&(i, _)| !hidden(i) && view.allows(&ids[i as usize], q.category.as_deref()))
             .take(q.n)
-            .map(|&(i, score)| ScoredItem::new(ids[i as usize].clone(), score))
+            .map(|(i, score)| ScoredItem::new(ids[i as usize].clone(), score))
             .collect();
-        let exhausted = picked.len() < q.n && ranked.len() >= full;
+        let exhausted = picked.len() < q.n && truncated;
         (!exhausted).then_some(picked)
     }
 
@@ -822,7 +833,8 @@ impl Serving {
     ) -> Vec<ScoredItem> {
         let full = q.n * 2 + 32;
         let shortlist = top_k(scores, full, |i| !hidden(i));
-        if let Some(items) = self.pick(snap, &shortlist, full, q, &hidden) {
+        let truncated = shortlist.len() >= full;
+        if let Some(items) = self.pick(snap, shortlist, truncated, q, &hidden) {
             return items;
         }
         let ranked = {
@@ -832,7 +844,7 @@ impl Serving {
                 !hidden(i) && view.allows(&ids[i as usize], q.category.as_deref())
             })
         };
-        self.pick(snap, &ranked, usize::MAX, q, |_| false)
+        self.pick(snap, ranked, false, q, |_| false)
             .unwrap_or_default()
     }
 }

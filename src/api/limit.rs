@@ -12,9 +12,8 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::{header, HeaderMap, HeaderValue},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota};
@@ -113,11 +112,13 @@ fn retry_after(wait: Duration) -> HeaderValue {
     HeaderValue::from(secs.max(1))
 }
 
-pub(super) async fn limit(State(s): State<AppState>, req: Request, next: Next) -> Response {
+/// `Err(429 response)` when the request's client has spent its budget; always `Ok` when rate
+/// limiting is off.
+pub(super) fn check(s: &AppState, req: &Request) -> Result<(), Response> {
     let Some(limit) = s.rate_limit.as_deref() else {
-        return next.run(req).await;
+        return Ok(());
     };
-    let client = match super::presented_key(&s.config, &req) {
+    let client = match super::presented_key(&s.config, req) {
         Some(super::Access::Admin) => Client::AdminKey,
         Some(super::Access::Api) => Client::ApiKey,
         None => {
@@ -128,17 +129,14 @@ pub(super) async fn limit(State(s): State<AppState>, req: Request, next: Next) -
             limit.address(peer, req.headers())
         }
     };
-    match limit.check(&client) {
-        Ok(()) => next.run(req).await,
-        Err(wait) => {
-            metrics::counter!("recloop_http_rate_limited_total").increment(1);
-            let mut response = ApiError::TooManyRequests.into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, retry_after(wait));
-            response
-        }
-    }
+    limit.check(&client).map_err(|wait| {
+        metrics::counter!("recloop_http_rate_limited_total").increment(1);
+        let mut response = ApiError::TooManyRequests.into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after(wait));
+        response
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,80 @@
+//! Request counts and latency per route, method and status, and the request timeout.
+//!
+//! The metric handles are looked up once per (route, method, status) and thread, then reused:
+//! building the label strings and hashing them into the registry on every request cost more
+//! than a cached recommendation itself.
+
+use std::{cell::RefCell, collections::HashMap, time::Instant};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::Method,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use metrics::{Counter, Histogram};
+
+use super::{error::ApiError, AppState};
+
+/// One series' handles.
+#[derive(Clone)]
+struct Handles {
+    requests: Counter,
+    duration: Histogram,
+}
+
+thread_local! {
+    /// Route → the (method, status) series seen on this thread. Routes and statuses are few
+    /// (the router's patterns, not raw paths), so this stays small.
+    static HANDLES: RefCell<HashMap<Box<str>, Vec<(Method, u16, Handles)>>> =
+        RefCell::new(HashMap::new());
+}
+
+fn handles(route: &str, method: &Method, status: u16) -> Handles {
+    HANDLES.with(|cell| {
+        let mut map = cell.borrow_mut();
+        if let Some(found) = map
+            .get(route)
+            .and_then(|series| series.iter().find(|(m, s, _)| m == method && *s == status))
+        {
+            return found.2.clone();
+        }
+        let labels = [
+            ("route", route.to_owned()),
+            ("method", method.to_string()),
+            ("status", status.to_string()),
+        ];
+        let made = Handles {
+            requests: metrics::counter!("recloop_http_requests_total", &labels),
+            duration: metrics::histogram!("recloop_http_request_duration_seconds", &labels),
+        };
+        map.entry(route.into())
+            .or_default()
+            .push((method.clone(), status, made.clone()));
+        made
+    })
+}
+
+pub async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let method = req.method().clone();
+    // Waiting for a whole training is what `?wait=true` asks for; it is exempt. So is an
+    // append once handed to the store (its handler bounds the body read itself).
+    let exempt = route == "/v1/events"
+        || (route == "/v1/model/retrain"
+            && req.uri().query().is_some_and(|q| q.contains("wait=true")));
+    let response = if exempt {
+        next.run(req).await
+    } else {
+        match tokio::time::timeout(s.config.request_timeout(), next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::Timeout.into_response(),
+        }
+    };
+    let series = handles(route, &method, response.status().as_u16());
+    series.requests.increment(1);
+    series.duration.record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,100 @@
+//! A user's shortlist in the order the impression penalty gives it, kept up to date as each
+//! response's showings are counted, instead of re-scored and re-sorted on every request: a
+//! response moves its ten items down, the other few hundred keep their places.
+
+use fnv::FnvHashMap;
+
+use crate::serving::penalized;
+
+/// The order of a ranked list: higher score first, ties to the lower index.
+fn before(a: (u32, f32), b: (u32, f32)) -> bool {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)).is_lt()
+}
+
+#[derive(Debug)]
+pub struct DemotedOrder {
+    penalty: f32,
+    /// (item, model score, score after the penalty), sorted by the latter.
+    list: Vec<(u32, f32, f32)>,
+}
+
+impl DemotedOrder {
+    /// `shortlist` (any order) with each item's score lowered for its showings in `counts`.
+    pub fn new(shortlist: &[(u32, f32)], counts: &FnvHashMap<u32, u32>, penalty: f32) -> Self {
+        let mut list: Vec<(u32, f32, f32)> = shortlist
+            .iter()
+            .map(|&(i, score)| {
+                let shown = counts.get(&i).copied().unwrap_or(0);
+                (i, score, penalized(score, shown, penalty))
+            })
+            .collect();
+        list.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        Self { penalty, list }
+    }
+
+    /// `item` has now been shown `shown` times without an action: it takes its new place.
+    pub fn shown(&mut self, item: u32, shown: u32) {
+        let Some(at) = self.list.iter().position(|e| e.0 == item) else {
+            return;
+        };
+        let (i, score, _) = self.list[at];
+        let lowered = penalized(score, shown, self.penalty);
+        // It only moves down: shift the entries it falls below up by one.
+        let below = &self.list[at + 1..];
+        let to = at + below.partition_point(|e| before((e.0, e.2), (i, lowered)));
+        self.list[at..=to].rotate_left(1);
+        self.list[to] = (i, score, lowered);
+    }
+
+    /// The items, best first, with their lowered scores.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, f32)> + '_ {
+        self.list.iter().map(|&(i, _, lowered)| (i, lowered))
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_shown_item_drops_below_the_items_it_now_scores_under() {
+        let list = [(7, 0.9), (3, 0.8), (5, 0.5), (1, 0.4)];
+        let mut order = DemotedOrder::new(&list, &FnvHashMap::default(), 0.5);
+        order.shown(7, 1);
+        let got: Vec<_> = order.iter().collect();
+        assert_eq!(got, vec![(3, 0.8), (5, 0.5), (7, 0.45), (1, 0.4)]);
+    }
+
+    proptest! {
+        /// Counting showings one response at a time ends in the order a full re-sort of the
+        /// final counts gives.
+        #[test]
+        fn incremental_equals_a_full_sort(
+            scores in prop::collection::vec(-5.0f32..5.0, 1..120),
+            responses in prop::collection::vec(prop::collection::vec(0usize..150, 1..10), 0..40),
+        ) {
+            let shortlist: Vec<(u32, f32)> =
+                scores.iter().enumerate().map(|(i, &s)| (i as u32, s)).collect();
+            let mut counts = FnvHashMap::default();
+            let mut order = DemotedOrder::new(&shortlist, &counts, 0.3);
+            for items in &responses {
+                for &i in items {
+                    let n = counts.entry(i as u32).or_insert(0);
+                    *n += 1;
+                    order.shown(i as u32, *n);
+                }
+            }
+            let rebuilt = DemotedOrder::new(&shortlist, &counts, 0.3);
+            prop_assert_eq!(order.iter().collect::<Vec<_>>(), rebuilt.iter().collect::<Vec<_>>());
+        }
+    }
+}
