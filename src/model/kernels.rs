@@ -39,6 +39,14 @@ impl Isa {
         Isa::Portable
     }
 
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+
     /// `out = G v` for the symmetric, fully stored row-major `k×k` matrix `g`.
     pub(super) fn symv(self, g: &[f32], v: &[f32], out: &mut [f32]) {
         let k = out.len();
@@ -133,8 +141,8 @@ mod x86 {
         if q < k {
             let ve = _mm512_set1_ps(v[q]);
             let re = gp.add(q * k + c);
-            for n in 0..N {
-                even[n] = _mm512_fmadd_ps(ve, _mm512_loadu_ps(re.add(16 * n)), even[n]);
+            for (n, e) in even.iter_mut().enumerate() {
+                *e = _mm512_fmadd_ps(ve, _mm512_loadu_ps(re.add(16 * n)), *e);
             }
         }
         for n in 0..N {
@@ -179,8 +187,8 @@ mod x86 {
         if q < k {
             let ve = _mm256_set1_ps(v[q]);
             let re = gp.add(q * k + c);
-            for n in 0..N {
-                even[n] = _mm256_fmadd_ps(ve, _mm256_loadu_ps(re.add(8 * n)), even[n]);
+            for (n, e) in even.iter_mut().enumerate() {
+                *e = _mm256_fmadd_ps(ve, _mm256_loadu_ps(re.add(8 * n)), *e);
             }
         }
         for n in 0..N {
@@ -252,7 +260,11 @@ mod x86 {
             while c + 32 <= k {
                 for (n, sn) in s.iter_mut().enumerate() {
                     let at = c + 8 * n;
-                    *sn = _mm256_fmadd_ps(_mm256_loadu_ps(y.add(at)), _mm256_loadu_ps(vp.add(at)), *sn);
+                    *sn = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(y.add(at)),
+                        _mm256_loadu_ps(vp.add(at)),
+                        *sn,
+                    );
                 }
                 c += 32;
             }
@@ -358,7 +370,11 @@ mod tests {
             }
             let v = random(&mut rng, k);
             let want: Vec<f64> = (0..k)
-                .map(|p| (0..k).map(|q| f64::from(g[p * k + q]) * f64::from(v[q])).sum())
+                .map(|p| {
+                    (0..k)
+                        .map(|q| f64::from(g[p * k + q]) * f64::from(v[q]))
+                        .sum()
+                })
                 .collect();
             for isa in available(k) {
                 let mut out = vec![f32::NAN; k];
@@ -383,7 +399,11 @@ mod tests {
                     let mut want: Vec<f64> = start.iter().map(|&s| f64::from(s)).collect();
                     for (&j, &wj) in idx.iter().zip(&w) {
                         let y = &fixed[j as usize * k..(j as usize + 1) * k];
-                        let d: f64 = y.iter().zip(&v).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+                        let d: f64 = y
+                            .iter()
+                            .zip(&v)
+                            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                            .sum();
                         let [a0, a1, b] = coefs.map(f64::from);
                         let c = a0 + a1 * f64::from(wj) + b * f64::from(wj) * d;
                         for (o, &yi) in want.iter_mut().zip(y) {

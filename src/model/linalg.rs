@@ -3,6 +3,8 @@
 //! Written so that LLVM vectorises them on the baseline target (no `unsafe`, no
 //! target features): reductions keep eight independent accumulators, because a
 //! single running sum forces strict left-to-right float order and stays scalar.
+//! The two loops that dominate a CG fit have wide versions in `kernels`, which falls
+//! back to these.
 
 use faer::{linalg::matmul::matmul, Accum, Mat, MatRef, Par};
 use rayon::prelude::*;

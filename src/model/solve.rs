@@ -124,3 +124,62 @@ pub(super) fn solve_cg(
         rs_old = rs_new;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// A random row problem: fixed factors, their Gram matrix, observed entries.
+    fn problem(k: usize, rows: usize, nnz: usize) -> (Vec<f32>, Vec<f32>, Vec<u32>, Vec<f32>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(k as u64);
+        let fixed: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-0.3..0.3)).collect();
+        let g = super::super::linalg::gram(&fixed, k);
+        let mut idx: Vec<u32> = (0..nnz).map(|_| rng.gen_range(0..rows as u32)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let w = idx.iter().map(|_| rng.gen_range(1.0..5.0)).collect();
+        (fixed, g, idx, w)
+    }
+
+    #[test]
+    fn cg_agrees_across_instruction_sets_and_converges_to_the_exact_solve() {
+        for k in [16, 24, 64, 128] {
+            let (fixed, g, idx, w) = problem(k, 300, 40);
+            let params = AlsParams {
+                factors: k,
+                cg_steps: 3,
+                ..AlsParams::default()
+            };
+            let mut exact = vec![0.0; k];
+            solve_exact(
+                &fixed,
+                &g,
+                &idx,
+                &w,
+                &params,
+                &mut exact,
+                &mut Scratch::new(k),
+            );
+
+            let mut portable = Scratch::new(k);
+            portable.isa = Isa::Portable;
+            let mut detected = Scratch::new(k);
+            let (mut xp, mut xd) = (vec![0.0; k], vec![0.0; k]);
+            for _ in 0..10 {
+                solve_cg(&fixed, &g, &idx, &w, &params, &mut xp, &mut portable);
+                solve_cg(&fixed, &g, &idx, &w, &params, &mut xd, &mut detected);
+            }
+            let norm = dot(&exact, &exact).sqrt();
+            for ((p, d), e) in xp.iter().zip(&xd).zip(&exact) {
+                assert!(
+                    (p - d).abs() <= 1e-4 * norm,
+                    "k={k} {:?}: {p} vs {d}",
+                    detected.isa
+                );
+                assert!((p - e).abs() <= 1e-3 * norm, "k={k}: cg {p} vs exact {e}");
+            }
+        }
+    }
+}
