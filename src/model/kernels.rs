@@ -292,7 +292,8 @@ mod x86 {
     /// How far ahead the observed rows are requested: they are scattered over the fixed
     /// factors (megabytes), so the hardware prefetcher cannot guess them, and without a
     /// hint every row starts with a cache miss. Four rows ahead measured best at
-    /// k = 128 (0, 2, 4 and 8 tried: 8.1, 7.1, 6.7 and 7.3 CPU s for 3 rounds at 20M events).
+    /// k = 128 (0, 2, 4 and 8 tried: 8.1, 7.1, 7.0 and 7.3 CPU s for 3 rounds at 20M events,
+    /// means of 2 to 4 runs on a loaded machine).
     const PREFETCH_ROWS: usize = 4;
 
     /// Asks for every cache line of row `idx[t]` of `fixed`, if there is one.
