@@ -13,7 +13,8 @@
 # high-water mark (/proc/self/clear_refs) just before fitting, so the figure is the resident
 # matrix plus whatever the fit allocates, not the loading (/usr/bin/time's maxrss reads the
 # same mark). Wall time on a shared machine also counts other processes' turns, so the CPU
-# seconds of the fit (all threads) are printed too.
+# seconds of the fit (all threads) are printed too. The raw lines also name the kernel
+# recloop's row solves ran with ("avx512", "avx2" or "portable"; see src/model/kernels.rs).
 #
 # Not identical models: recloop scales the ridge per row (λ·(1 + n_row)), implicit's is flat;
 # both get λ = 0.2. That changes the numbers solved for, not the work: the same CG steps,

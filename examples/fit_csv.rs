@@ -103,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             "iterations": params.iterations,
             "cg_steps": params.cg_steps,
             "threads": args.threads,
+            "kernel": als::fit_kernel(params.factors),
             "fit_seconds": fit_seconds,
             "fit_cpu_seconds": fit_cpu_seconds,
             "rss_before_fit_mb": rss_before,

@@ -77,6 +77,12 @@ pub fn row_regularization(params: &AlsParams, n_observed: usize) -> f32 {
     params.regularization * (1.0 + n_observed as f32)
 }
 
+/// The instruction set the fit's row solves run with for `factors` on this CPU
+/// ("avx512", "avx2" or "portable"), for benchmark records.
+pub fn fit_kernel(factors: usize) -> &'static str {
+    super::kernels::Isa::detect(factors).name()
+}
+
 /// Fits the model. Multi-threaded (rayon, parallel over rows) and deterministic for a
 /// seed regardless of the thread count.
 ///

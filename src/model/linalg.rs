@@ -3,7 +3,10 @@
 //! Written so that LLVM vectorises them on the baseline target (no `unsafe`, no
 //! target features): reductions keep eight independent accumulators, because a
 //! single running sum forces strict left-to-right float order and stays scalar.
+//! The two loops that dominate a CG fit have wide versions in `kernels`, which falls
+//! back to these.
 
+use faer::{linalg::matmul::matmul, Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 
 /// Rows per partial Gram matrix. A fixed block size (not one per thread) keeps the
@@ -88,11 +91,18 @@ pub fn gram(factors: &[f32], k: usize) -> Vec<f32> {
     let partials: Vec<Vec<f32>> = factors
         .par_chunks(GRAM_BLOCK_ROWS * k)
         .map(|block| {
-            let mut g = vec![0.0f32; k * k];
-            for row in block.chunks_exact(k) {
-                syr_lower(1.0, row, &mut g, k);
+            // faer's matrix product picks AVX2 / AVX-512 at run time; the portable
+            // `syr_lower` loop ran 4-wide and cost a tenth of a fit.
+            let f = MatRef::from_row_major_slice(block, block.len() / k, k);
+            let mut g = Mat::<f32>::zeros(k, k);
+            matmul(g.as_mut(), Accum::Replace, f.transpose(), f, 1.0, Par::Seq);
+            let mut out = vec![0.0f32; k * k];
+            for p in 0..k {
+                for q in 0..=p {
+                    out[p * k + q] = g[(p, q)];
+                }
             }
-            g
+            out
         })
         .collect();
     let mut g = vec![0.0f32; k * k];

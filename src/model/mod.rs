@@ -9,6 +9,7 @@ pub mod als;
 pub mod ease;
 pub mod holdout;
 pub mod interactions;
+mod kernels;
 mod linalg;
 pub mod metrics;
 pub mod popularity;
