@@ -112,12 +112,10 @@ fn retry_after(wait: Duration) -> HeaderValue {
     HeaderValue::from(secs.max(1))
 }
 
-/// `Err(429 response)` when the request's client has spent its budget; always `Ok` when rate
-/// limiting is off.
-pub(super) fn check(s: &AppState, req: &Request) -> Result<(), Response> {
-    let Some(limit) = s.rate_limit.as_deref() else {
-        return Ok(());
-    };
+/// The 429 answer when the request's client has spent its budget; never when rate limiting
+/// is off.
+pub(super) fn refusal(s: &AppState, req: &Request) -> Option<Response> {
+    let limit = s.rate_limit.as_deref()?;
     let client = match super::presented_key(&s.config, req) {
         Some(super::Access::Admin) => Client::AdminKey,
         Some(super::Access::Api) => Client::ApiKey,
@@ -129,7 +127,7 @@ pub(super) fn check(s: &AppState, req: &Request) -> Result<(), Response> {
             limit.address(peer, req.headers())
         }
     };
-    limit.check(&client).map_err(|wait| {
+    limit.check(&client).err().map(|wait| {
         metrics::counter!("recloop_http_rate_limited_total").increment(1);
         let mut response = ApiError::TooManyRequests.into_response();
         response

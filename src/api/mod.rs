@@ -206,7 +206,7 @@ fn check_key(config: &Config, access: Access, req: &Request) -> Result<(), ApiEr
 /// limited too), then the key the route needs. One layer, not two: each layer costs every
 /// request a state clone and a boxed future.
 async fn gate(State((s, access)): State<(AppState, Access)>, req: Request, next: Next) -> Response {
-    if let Err(limited) = limit::check(&s, &req) {
+    if let Some(limited) = limit::refusal(&s, &req) {
         return limited;
     }
     match check_key(&s.config, access, &req) {

@@ -23,11 +23,12 @@ struct Handles {
     duration: Histogram,
 }
 
+/// A route's series seen on one thread, by method and status.
+type RouteSeries = Vec<(Method, u16, Handles)>;
+
 thread_local! {
-    /// Route → the (method, status) series seen on this thread. Routes and statuses are few
-    /// (the router's patterns, not raw paths), so this stays small.
-    static HANDLES: RefCell<HashMap<Box<str>, Vec<(Method, u16, Handles)>>> =
-        RefCell::new(HashMap::new());
+    /// Routes and statuses are few (the router's patterns, not raw paths): this stays small.
+    static HANDLES: RefCell<HashMap<Box<str>, RouteSeries>> = RefCell::new(HashMap::new());
 }
 
 fn handles(route: &str, method: &Method, status: u16) -> Handles {
