@@ -175,10 +175,13 @@ impl ShownCounts {
 
     fn record(&mut self, recommendation_id: &str, shown_ms: i64, items: Vec<u32>) {
         self.add(&items);
-        while self
-            .recent
-            .front()
-            .is_some_and(|(_, ms, _)| *ms < shown_ms - CARRY_OVER_MS)
+        // A rebuild reads a user's newest `SHOWN_MEMORY` responses back: carrying more over
+        // would be memory spent on nothing.
+        while self.recent.len() >= SHOWN_MEMORY as usize
+            || self
+                .recent
+                .front()
+                .is_some_and(|(_, ms, _)| *ms < shown_ms - CARRY_OVER_MS)
         {
             self.recent.pop_front();
         }
