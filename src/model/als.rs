@@ -63,6 +63,9 @@ pub struct AlsModel {
     pub item_factors: Vec<f32>,
     /// `YᵀY`, `factors × factors`, fully stored, precomputed so fold-in is cheap.
     pub gram: Vec<f32>,
+    /// An 8-bit copy of `item_factors` for ranking (see [`super::scoring`]), built on first use.
+    #[serde(skip)]
+    pub(super) quantized: std::sync::OnceLock<super::scoring::Quantized>,
 }
 
 /// The per-row ridge strength λ_u for a row with `n_observed` observed entries.
@@ -163,6 +166,7 @@ impl AlsModel {
             params,
             item_factors,
             gram,
+            quantized: Default::default(),
         }
     }
 

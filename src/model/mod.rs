@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod popularity;
 pub mod ranker;
 pub mod recency;
+pub mod scoring;
 pub mod selection;
 pub mod similarity;
 mod solve;
