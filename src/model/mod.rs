@@ -7,6 +7,7 @@
 
 pub mod als;
 pub mod ease;
+mod fold;
 pub mod holdout;
 pub mod interactions;
 mod linalg;
