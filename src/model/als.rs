@@ -66,10 +66,10 @@ pub struct AlsModel {
     pub gram: Vec<f32>,
     /// An 8-bit copy of `item_factors` for ranking (see [`super::scoring`]), built on first use.
     #[serde(skip)]
-    pub(super) quantized: std::sync::OnceLock<super::scoring::Quantized>,
+    pub(super) quantized: std::sync::OnceLock<Box<super::scoring::Quantized>>,
     /// The eigendecomposition of `gram` for short fold-ins (see [`super::fold`]), built on first use.
     #[serde(skip)]
-    eigen: std::sync::OnceLock<Option<super::fold::Eigen>>,
+    eigen: std::sync::OnceLock<Option<Box<Eigen>>>,
 }
 
 /// The per-row ridge strength λ_u for a row with `n_observed` observed entries.
@@ -210,7 +210,7 @@ impl AlsModel {
         let (idx, w): (Vec<u32>, Vec<f32>) = h.into_iter().unzip();
         let eigen = self
             .eigen
-            .get_or_init(|| Eigen::new(&self.gram, k))
+            .get_or_init(|| Eigen::new(&self.gram, k).map(Box::new))
             .as_ref()
             .filter(|e| e.pays_off(idx.len()));
         if eigen.is_some_and(|e| e.solve(&self.item_factors, &idx, &w, &self.params, &mut x)) {

@@ -161,7 +161,12 @@ mod tests {
 
     #[test]
     fn woodbury_fold_equals_the_direct_solve() {
-        for (k, n_hist, reg, alpha) in [(64, 1, 0.2, 1.0), (128, 10, 0.2, 1.0), (32, 10, 0.05, 4.0), (16, 5, 1.0, 0.0)] {
+        for (k, n_hist, reg, alpha) in [
+            (64, 1, 0.2, 1.0),
+            (128, 10, 0.2, 1.0),
+            (32, 10, 0.05, 4.0),
+            (16, 5, 1.0, 0.0),
+        ] {
             let params = AlsParams {
                 factors: k,
                 regularization: reg,
@@ -179,7 +184,10 @@ mod tests {
             let want = direct(&model, &history);
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             for (a, b) in x.iter().zip(&want) {
-                assert!((a - b).abs() <= 1e-4 * scale, "k {k} n {n_hist}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-4 * scale,
+                    "k {k} n {n_hist}: {a} vs {b}"
+                );
             }
         }
     }

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    als, ease, recency::weighted_history, scoring::Scores, similarity::similar_items, AlsModel, AlsParams,
-    EaseModel, EaseParams, Interactions,
+    als, ease, recency::weighted_history, scoring::Scores, similarity::similar_items, AlsModel,
+    AlsParams, EaseModel, EaseParams, Interactions,
 };
 
 /// An algorithm and its settings.

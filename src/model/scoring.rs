@@ -7,8 +7,8 @@
 //! be in the top k, and only those (a few hundred) are scored with the very f32 kernel of
 //! [`AlsModel::score_into`]. The result is therefore identical to ranking the full f32 scores.
 //!
-//! The bound: with `ŷ_i = s_i q_i` (per-item scale, 8-bit codes) and `x̂ = t p` (the user, also
-//! 8-bit), `|y_i·x − ŷ_i·x̂| ≤ ‖y_i − ŷ_i‖‖x‖ + ‖ŷ_i‖‖x − x̂‖` (Cauchy–Schwarz twice), plus a
+//! The bound: with `ŷ_i = s_i q_i` (per-item scale, 8-bit codes) and `x̂ = t p` (the user, with
+//! 15-bit codes), `|y_i·x − ŷ_i·x̂| ≤ ‖y_i − ŷ_i‖‖x‖ + ‖ŷ_i‖‖x − x̂‖` (Cauchy–Schwarz twice), plus a
 //! margin for the rounding of the f32 reference dot product and of the bound itself.
 
 use super::linalg::dot;
@@ -66,7 +66,7 @@ impl Quantized {
     /// Quantises row-major `n × k` factors.
     pub fn new(factors: &[f32], k: usize) -> Self {
         let stride = k.div_ceil(LANES) * LANES;
-        let n = if k == 0 { 0 } else { factors.len() / k };
+        let n = factors.len().checked_div(k).unwrap_or(0);
         let mut q = Quantized {
             k,
             stride,
@@ -75,7 +75,10 @@ impl Quantized {
             residual: Vec::with_capacity(n),
             norm: Vec::with_capacity(n),
         };
-        for (row, codes) in factors.chunks_exact(k.max(1)).zip(q.codes.chunks_exact_mut(stride)) {
+        for (row, codes) in factors
+            .chunks_exact(k.max(1))
+            .zip(q.codes.chunks_exact_mut(stride))
+        {
             let s = quantize_into(row, 127, &mut codes[..k]);
             let (mut resid, mut norm) = (0.0f64, 0.0f64);
             for (&y, &c) in row.iter().zip(&codes[..k]) {
@@ -85,8 +88,11 @@ impl Quantized {
             }
             let finite = row.iter().all(|y| y.is_finite());
             q.scale.push(s);
-            q.residual
-                .push(if finite { up(resid.sqrt()) } else { f32::INFINITY });
+            q.residual.push(if finite {
+                up(resid.sqrt())
+            } else {
+                f32::INFINITY
+            });
             q.norm.push(up(norm.sqrt()));
         }
         q
@@ -105,8 +111,8 @@ impl Quantized {
         approx.resize(n, 0.0);
         error.clear();
         error.resize(n, 0.0);
-        // The user gets 15 bits where the sum cannot overflow i32 (k ≤ 1032), which makes its
-        // share of the error negligible next to the items' 8 bits.
+        // The user gets as many levels as keep every integer sum within i32 (15 bits up to
+        // k = 1032): its share of the error is then negligible next to the items' 8 bits.
         let levels = (i64::from(i32::MAX) / (127 * self.k.max(1) as i64)).clamp(1, 16_383) as i32;
         let mut p16 = vec![0i16; self.stride];
         let t = quantize_into(x, levels, &mut p16[..self.k]);
@@ -149,7 +155,7 @@ impl AlsModel {
         let k = self.params.factors;
         let q = self
             .quantized
-            .get_or_init(|| Quantized::new(&self.item_factors, k));
+            .get_or_init(|| Box::new(Quantized::new(&self.item_factors, k)));
         let (mut approx, mut error) = (Vec::new(), Vec::new());
         q.bounds(user, &mut approx, &mut error);
         Scores::Bounded {
@@ -162,7 +168,8 @@ impl AlsModel {
 }
 
 /// `out[i] = codes_i · p` for every row of `codes` (rows of `stride`, a multiple of
-/// [`LANES`]): exact integer dot products (no overflow for k < 2¹⁷).
+/// [`LANES`]): exact integer dot products (the user's levels are chosen so that no sum
+/// overflows i32).
 fn integer_dots(codes: &[i8], stride: usize, p: &[[i16; 16]], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(simd) = pulp::x86::V3::try_new() {
@@ -331,12 +338,18 @@ impl Scores<'_> {
             } => (*model, *user, approx, error),
         };
         let threshold = kth_lower_bound(approx, error, k, &keep);
-        // Negated so that a NaN bound (never produced for finite factors) is a candidate.
+        // A NaN bound (never produced for finite factors) makes a candidate too.
         let candidates: Vec<u32> = (0..approx.len() as u32)
-            .filter(|&i| !(approx[i as usize] + error[i as usize] < threshold))
+            .filter(|&i| {
+                let upper = approx[i as usize] + error[i as usize];
+                upper >= threshold || upper.is_nan()
+            })
             .collect();
         let mut top = TopK::new(k);
-        for (i, s) in candidates.iter().zip(exact_scores(model, user, &candidates)) {
+        for (i, s) in candidates
+            .iter()
+            .zip(exact_scores(model, user, &candidates))
+        {
             if top.would_keep(*i, s) && keep(*i) {
                 top.push(*i, s);
             }
@@ -366,7 +379,8 @@ mod tests {
 
     #[test]
     fn error_bound_holds_for_every_item() {
-        for (k, seed) in [(1, 1), (7, 2), (32, 3), (128, 4), (200, 5)] {
+        // 1100 factors: fewer user levels, so that the integer sums still fit i32.
+        for (k, seed) in [(1, 1), (7, 2), (32, 3), (128, 4), (200, 5), (1100, 6)] {
             let m = model(500, k, seed);
             let q = Quantized::new(&m.item_factors, k);
             let x: Vec<f32> = random_factors(3, k, seed + 100)[..k].to_vec();
@@ -376,10 +390,21 @@ mod tests {
             m.score_into(&x, &mut exact);
             for i in 0..m.n_items {
                 let gap = (exact[i] - approx[i]).abs();
-                assert!(gap <= error[i], "k {k} item {i}: |{} - {}| > {}", exact[i], approx[i], error[i]);
+                assert!(
+                    gap <= error[i],
+                    "k {k} item {i}: |{} - {}| > {}",
+                    exact[i],
+                    approx[i],
+                    error[i]
+                );
                 // Tight enough to prune: within a few percent of the score scale.
-                let scale = dot(m.item_vector(i as u32), m.item_vector(i as u32)).sqrt() * dot(&x, &x).sqrt();
-                assert!(error[i] <= 0.05 * scale, "k {k} item {i}: bound {} vs scale {scale}", error[i]);
+                let scale = dot(m.item_vector(i as u32), m.item_vector(i as u32)).sqrt()
+                    * dot(&x, &x).sqrt();
+                assert!(
+                    error[i] <= 0.05 * scale,
+                    "k {k} item {i}: bound {} vs scale {scale}",
+                    error[i]
+                );
             }
         }
     }
@@ -415,9 +440,15 @@ mod tests {
             f,
         );
         let x = m.item_vector(5).to_vec();
-        assert_eq!(m.scores(&x).top_k(40, |_| true), reference(&m, &x, 40, |_| true));
+        assert_eq!(
+            m.scores(&x).top_k(40, |_| true),
+            reference(&m, &x, 40, |_| true)
+        );
         let zero = vec![0.0; k];
-        assert_eq!(m.scores(&zero).top_k(12, |_| true), reference(&m, &zero, 12, |_| true));
+        assert_eq!(
+            m.scores(&zero).top_k(12, |_| true),
+            reference(&m, &zero, 12, |_| true)
+        );
         let nan = vec![f32::NAN; k];
         assert_eq!(m.scores(&nan).top_k(12, |_| true), vec![]);
     }
