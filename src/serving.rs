@@ -31,8 +31,8 @@ use crate::{
     demote::DemotedOrder,
     domain::{EventType, EventWeights, UserId},
     model::{
-        interactions::sort_for_fit, recency::weighted_history, topk::top_k, AlsModel, LogEvent,
-        Ranker, UserVector,
+        interactions::sort_for_fit, recency::weighted_history, scoring::Scores, topk::top_k,
+        AlsModel, LogEvent, Ranker, UserVector,
     },
     online::ImpressionSink,
     store::{Arm, DynStore, Impression, ModelRecord, StoreError, StoreResult, UserStamp},
@@ -669,13 +669,16 @@ impl Serving {
         if !include_interacted {
             // The usual request: filter the cached ranking instead of scoring every item.
             let ranked = state.ranked.get_or_init(|| {
-                let mut all = Vec::new();
-                scores(&mut all);
+                // The model ranks without scoring every item in full (model::scoring).
+                let all = match &state.vector {
+                    Some(v) => snap.model.ranker.scores(v),
+                    None => Scores::Exact(snap.model.popularity.clone()),
+                };
                 let fresh =
                     |i: u32| !state.purchased.contains(&i) && !state.interacted.contains(&i);
                 Ranked {
-                    shortlist: top_k(&all, SHORTLIST_LEN, fresh),
-                    explore: top_k(&all, EXPLORE_CANDIDATES, |i| {
+                    shortlist: all.top_k(SHORTLIST_LEN, fresh),
+                    explore: all.top_k(EXPLORE_CANDIDATES, |i| {
                         fresh(i) && snap.uncertain[i as usize]
                     }),
                 }

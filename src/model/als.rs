@@ -6,6 +6,7 @@
 //! is the same Gram matrix `YᵀY`, computed once per half-step; each row then only pays
 //! for its observed entries.
 
+use super::fold::Eigen;
 use super::linalg::{dot, gram};
 use super::solve::{solve_cg, solve_exact, Scratch};
 use super::Interactions;
@@ -63,6 +64,12 @@ pub struct AlsModel {
     pub item_factors: Vec<f32>,
     /// `YᵀY`, `factors × factors`, fully stored, precomputed so fold-in is cheap.
     pub gram: Vec<f32>,
+    /// An 8-bit copy of `item_factors` for ranking (see [`super::scoring`]), built on first use.
+    #[serde(skip)]
+    pub(super) quantized: std::sync::OnceLock<Box<super::scoring::Quantized>>,
+    /// The eigendecomposition of `gram` for short fold-ins (see [`super::fold`]), built on first use.
+    #[serde(skip)]
+    eigen: std::sync::OnceLock<Option<Box<Eigen>>>,
 }
 
 /// The per-row ridge strength λ_u for a row with `n_observed` observed entries.
@@ -169,6 +176,8 @@ impl AlsModel {
             params,
             item_factors,
             gram,
+            quantized: Default::default(),
+            eigen: Default::default(),
         }
     }
 
@@ -178,7 +187,8 @@ impl AlsModel {
     ///
     /// This is exactly the ALS user step, so a training user folds in to their fitted
     /// vector (exactly in Cholesky mode, nearly after convergence in CG mode). Cost
-    /// O(n·k² + k³): well under a millisecond for k = 64..128 and a short history.
+    /// O(n·k² + k³) solved directly; a short history (n ≤ k/3, most requests) goes through
+    /// the Gram matrix's eigenbasis instead, O(n·k² + n²·k) (see [`super::fold`]).
     /// Items out of range and non-positive weights are ignored; repeated items are
     /// summed; an empty history gives the zero vector.
     pub fn fold_in(&self, history: &[(u32, f32)]) -> Vec<f32> {
@@ -204,6 +214,14 @@ impl AlsModel {
             return x;
         }
         let (idx, w): (Vec<u32>, Vec<f32>) = h.into_iter().unzip();
+        let eigen = self
+            .eigen
+            .get_or_init(|| Eigen::new(&self.gram, k).map(Box::new))
+            .as_ref()
+            .filter(|e| e.pays_off(idx.len()));
+        if eigen.is_some_and(|e| e.solve(&self.item_factors, &idx, &w, &self.params, &mut x)) {
+            return x;
+        }
         solve_exact(
             &self.item_factors,
             &self.gram,

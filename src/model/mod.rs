@@ -7,6 +7,7 @@
 
 pub mod als;
 pub mod ease;
+mod fold;
 pub mod holdout;
 pub mod interactions;
 mod kernels;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod popularity;
 pub mod ranker;
 pub mod recency;
+pub mod scoring;
 pub mod selection;
 pub mod similarity;
 mod solve;

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    als, ease, recency::weighted_history, similarity::similar_items, AlsModel, AlsParams,
-    EaseModel, EaseParams, Interactions,
+    als, ease, recency::weighted_history, scoring::Scores, similarity::similar_items, AlsModel,
+    AlsParams, EaseModel, EaseParams, Interactions,
 };
 
 /// An algorithm and its settings.
@@ -98,6 +98,19 @@ impl Ranker {
             // A vector from another model kind never reaches here (state is per model
             // version); if it did, ranking nothing is safer than mixing spaces.
             _ => out.fill(0.0),
+        }
+    }
+
+    /// Every item's score for `user`, in the form that ranks fastest: the same top lists as
+    /// [`Ranker::score_into`] followed by [`top_k`](super::topk::top_k).
+    pub fn scores<'a>(&'a self, user: &'a UserVector) -> Scores<'a> {
+        match (self, user) {
+            (Ranker::Ials(m), UserVector::Factors(v)) => m.scores(v),
+            _ => {
+                let mut all = vec![0.0; self.n_items()];
+                self.score_into(user, &mut all);
+                Scores::Exact(all)
+            }
         }
     }
 
