@@ -53,6 +53,10 @@ impl SqliteStore {
             // 64 MiB of pages per connection: under steady ingest the index pages a commit
             // touches are scattered; the fewer must be read back, the fewer spill mid-commit.
             .pragma("cache_size", "-65536")
+            // A multi-row INSERT inside the group's transaction keeps a statement journal (a
+            // copy of every page it changes, to undo just that statement on an error): in
+            // memory that is a memcpy per page, in a temporary file a pwrite per page.
+            .pragma("temp_store", "MEMORY")
             .foreign_keys(true);
         // One writing connection: SQLite has one writer anyway, and the group-commit task
         // is the one place that decides what goes into a transaction.
