@@ -205,8 +205,13 @@ async fn write_group(
                     ))
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
+            // OR IGNORE, not ON CONFLICT (event_id) DO NOTHING: with any constraint left to
+            // abort on, SQLite copies every page the statement changes into a statement journal
+            // (to undo just this statement), measured at ~15% of the writer's time. The only
+            // constraint that can fail is the event_id index: every other column is bound from
+            // a non-null Rust value and seq is the rowid, so IGNORE skips exactly the repeats.
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO events \
+                "INSERT OR IGNORE INTO events \
                  (event_id, user_key, item_key, type, ts_ms, recommendation_id, received_ms) ",
             );
             q.push_values(keyed, |mut b, (e, user_key, item_key)| {
@@ -224,8 +229,6 @@ async fn write_group(
                     .push_bind(e.recommendation_id.as_deref())
                     .push_bind(received_ms);
             });
-            // Only a repeated event_id is skipped; any other violation fails the group.
-            q.push(" ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING");
             accepted += q.build().execute(&mut *tx).await?.rows_affected();
         }
         outcomes.push(AppendOutcome {
