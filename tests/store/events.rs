@@ -227,6 +227,51 @@ pub async fn events_without_id_never_deduplicate(store: DynStore) {
     assert_eq!(store.user_history(&user("u")).await.unwrap().len(), 5);
 }
 
+/// UUID-shaped ids (which SQLite keeps as 16 bytes when canonical) deduplicate like any other:
+/// the same spelling is the same id, within a request and across requests, and any other
+/// spelling (uppercase, no hyphens, a non-hex digit) is another id.
+pub async fn uuid_event_ids_are_compared_exactly(store: DynStore) {
+    let v4 = "9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d";
+    let spellings = [
+        v4,
+        "9B2F6C1E-3D4A-4F5B-8C6D-7E8F9A0B1C2D",
+        "9b2f6c1e3d4a4f5b8c6d7e8f9a0b1c2d",
+        "9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2g",
+    ];
+    let mut first: Vec<NewEvent> = spellings
+        .iter()
+        .enumerate()
+        .map(|(i, id)| event_with_id(id, "u", "sku", EventType::View, i as i64))
+        .collect();
+    first.push(event_with_id(v4, "u", "sku-x", EventType::Purchase, 9));
+    assert_eq!(
+        store.append_events(first).await.unwrap(),
+        AppendOutcome {
+            accepted: 4,
+            duplicates: 1
+        }
+    );
+    let again = spellings
+        .iter()
+        .map(|id| event_with_id(id, "u", "sku-y", EventType::Click, 10))
+        .chain([event_with_id(
+            "0190b6a4-7c3e-7def-8a01-0123456789ab",
+            "u",
+            "sku",
+            EventType::View,
+            11,
+        )])
+        .collect();
+    assert_eq!(
+        store.append_events(again).await.unwrap(),
+        AppendOutcome {
+            accepted: 1,
+            duplicates: 4
+        }
+    );
+    assert_eq!(store.load_log().await.unwrap().rows.len(), 5);
+}
+
 /// A request as large as the API allows spans several multi-row INSERTs on either backend;
 /// repeats across those chunks are still found.
 pub async fn large_batch_spans_insert_chunks(store: DynStore) {

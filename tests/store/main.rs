@@ -61,6 +61,7 @@ conformance! {
         events::load_log_returns_every_row,
         events::duplicate_event_ids_are_stored_once,
         events::events_without_id_never_deduplicate,
+        events::uuid_event_ids_are_compared_exactly,
         events::large_batch_spans_insert_chunks,
         events::concurrent_appends_store_each_event_once,
         events::concurrent_overlapping_appends_are_idempotent,
