@@ -7,7 +7,8 @@
 #   2. GET /v1/items/{id}/similar?n=10 rotating over every item;
 #   3. GET /v1/popular?n=10.
 # Each phase: 64 connections, 2 wrk threads, a warm-up, then the measured run. Prints a table
-# (req/s, p50, p99, ratio to the baseline) and the verdict on the targets: recommendations at
+# (req/s, p50, p99, ratio to the baseline, the server's CPU time per request) and the verdict on
+# the targets: recommendations at
 # >= 60% of the baseline's throughput, p99 <= 10 ms. About 2 minutes after the build.
 #
 #   scripts/bench-serving.sh
@@ -73,6 +74,7 @@ PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 "$BIN" serve --bind "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
+SERVER_PID=$!
 wait_up "$URL/readyz" || { cat "$WORK/server.log"; exit 1; }
 
 # Every user and every item of the split, shuffled with a fixed seed.
@@ -88,44 +90,59 @@ curl -sf "$URL$(head -1 "$WORK/recommendations.txt")" >"$WORK/body.json"
 BASE_PORT=$(free_port)
 "$BASELINE" --bind "127.0.0.1:$BASE_PORT" --body-file "$WORK/body.json" >"$WORK/baseline.log" 2>&1 &
 PIDS+=($!)
+BASELINE_PID=$!
 wait_up "http://127.0.0.1:$BASE_PORT/" || { cat "$WORK/baseline.log"; exit 1; }
 cat "$WORK/baseline.log"
 
-# phase NAME URL PATHS: a warm-up (which also folds every user in once: the steady state of a
-# shop whose users come back), then the measured run; its WRK_JSON line goes to NAME.out.
+# CPU ticks (user + system, all threads) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# phase NAME URL PATHS PID: a warm-up (which also folds every user in once: the steady state of
+# a shop whose users come back), then the measured run; its WRK_JSON line goes to NAME.out, and
+# the server's CPU ticks over the run to NAME.cpu. CPU per request is the steadier figure on a
+# shared machine: other processes lower req/s, hardly the work each request takes.
 phase() {
     echo
     echo "== $1: $CONNECTIONS connections, ${WARMUP_SECS} s warm-up, ${SECS} s measured"
     wrk -t2 -c"$CONNECTIONS" -d"${WARMUP_SECS}s" -s scripts/rotate-paths.lua "$2" -- "$3" >/dev/null
+    local before
+    before=$(cpu_ticks "$4")
     run wrk -t2 -c"$CONNECTIONS" -d"${SECS}s" --latency -s scripts/rotate-paths.lua "$2" -- "$3" \
         | tee "$WORK/$1.out"
+    echo $(($(cpu_ticks "$4") - before)) >"$WORK/$1.cpu"
 }
 # The baseline gets the same request paths as the recommendations (it answers any GET).
-phase baseline "http://127.0.0.1:$BASE_PORT" "$WORK/recommendations.txt"
-phase recommendations "$URL" "$WORK/recommendations.txt"
-phase similar "$URL" "$WORK/similar.txt"
-phase popular "$URL" "$WORK/popular.txt"
+phase baseline "http://127.0.0.1:$BASE_PORT" "$WORK/recommendations.txt" "$BASELINE_PID"
+phase recommendations "$URL" "$WORK/recommendations.txt" "$SERVER_PID"
+phase similar "$URL" "$WORK/similar.txt" "$SERVER_PID"
+phase popular "$URL" "$WORK/popular.txt" "$SERVER_PID"
 
 echo
 echo "== summary ($(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
-python3 - "$WORK" <<'EOF'
+python3 - "$WORK" "$(getconf CLK_TCK)" <<'EOF'
 import json, sys
+work, hz = sys.argv[1], float(sys.argv[2])
 def wrk(name):
-    line = next(l for l in open(f"{sys.argv[1]}/{name}.out") if l.startswith("WRK_JSON "))
-    return json.loads(line[len("WRK_JSON "):])
+    line = next(l for l in open(f"{work}/{name}.out") if l.startswith("WRK_JSON "))
+    r = json.loads(line[len("WRK_JSON "):])
+    ticks = float(open(f"{work}/{name}.cpu").read())
+    r["cpu_us_per_request"] = ticks / hz * 1e6 / max(r["requests"], 1)
+    return r
 base = wrk("baseline")
-print(f"{'endpoint':<16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs baseline':>12} {'errors':>7}")
+print(f"{'endpoint':<16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs baseline':>12} "
+      f"{'server CPU/req':>15} {'errors':>7}")
 rows = {}
 for name in ["baseline", "recommendations", "similar", "popular"]:
     r = rows[name] = wrk(name)
     ratio = r["requests_per_s"] / base["requests_per_s"]
     print(f"{name:<16} {r['requests_per_s']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-          f"{ratio:>11.0%} {r['non_2xx'] + r['socket_errors']:>7}")
+          f"{ratio:>11.0%} {r['cpu_us_per_request']:>12.1f} µs {r['non_2xx'] + r['socket_errors']:>7}")
 rec = rows["recommendations"]
 ratio = rec["requests_per_s"] / base["requests_per_s"]
 verdict = lambda ok: "PASS" if ok else "MISS"
 print(f"recommendations throughput / baseline = {ratio:.2f} (target >= 0.60): {verdict(ratio >= 0.6)}")
 print(f"recommendations p99 = {rec['p99_ms']:.2f} ms (target <= 10 ms): {verdict(rec['p99_ms'] <= 10)}")
 print("SUMMARY_JSON " + json.dumps({k: {"rps": v["requests_per_s"], "p50_ms": v["p50_ms"],
-      "p99_ms": v["p99_ms"]} for k, v in rows.items()} | {"ratio": ratio}))
+      "p99_ms": v["p99_ms"], "cpu_us_per_request": round(v["cpu_us_per_request"], 2)}
+      for k, v in rows.items()} | {"ratio": ratio}))
 EOF
