@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::*;
 
 /// Rows per multi-row INSERT: 7 binds each stays far below SQLite's 32,766-variable limit.
+/// Only statements of exactly this many rows are kept prepared: a group's remainder has any
+/// length below it, and each length cached would keep a compiled statement of thousands of
+/// parameters in the connection (up to 100 of them).
 const INSERT_CHUNK: usize = 1_000;
 /// Ids per statement that interns them (one bind each), and the shorter lengths used.
 const INTERN_CHUNK: usize = 1_000;
@@ -233,7 +236,12 @@ async fn write_group(
                     .push_bind(e.recommendation_id.as_deref())
                     .push_bind(received_ms);
             });
-            accepted += q.build().execute(&mut *tx).await?.rows_affected();
+            accepted += q
+                .build()
+                .persistent(chunk.len() == INSERT_CHUNK)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         outcomes.push(AppendOutcome {
             accepted,
@@ -616,7 +624,10 @@ impl Store for SqliteStore {
                     .push_bind(pack_items(&i.items))
                     .push_bind(i.shown_ms);
             });
-            q.build().execute(&mut *tx).await?;
+            q.build()
+                .persistent(chunk.len() == INSERT_CHUNK)
+                .execute(&mut *tx)
+                .await?;
         }
         for ((version, arm, experiment), n) in impression_totals(&batch) {
             sqlx::query(
