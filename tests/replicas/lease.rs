@@ -194,8 +194,14 @@ fn a_training_that_lost_its_lease_records_nothing() {
             return;
         };
         let pool = db.pool().await;
-        // A fits a mid-sized model: some seconds, long enough to cut its lease meanwhile.
-        let a = Replica::start("a", &db.url, &[("RECLOOP_FACTORS", "96")]).await;
+        // A fits a mid-sized model, long enough to cut its lease meanwhile: 200 sweeps, since
+        // the SIMD kernels made the default 15 fast enough to risk finishing before the cut.
+        let a = Replica::start(
+            "a",
+            &db.url,
+            &[("RECLOOP_FACTORS", "96"), ("RECLOOP_ITERATIONS", "200")],
+        )
+        .await;
         let shop = Shop {
             users: 400,
             items: 200,
