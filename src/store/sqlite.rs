@@ -850,26 +850,39 @@ mod tests {
         }
     }
 
-    /// A log written before migration 0004 (every event id as text) keeps every id's meaning:
-    /// canonical UUIDs are packed and still found as duplicates, other spellings stay text.
-    #[tokio::test]
-    async fn text_uuid_event_ids_migrate_to_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let before = dir.path().join("migrations");
+    /// A database in `dir` with only the named migrations applied (as an older release left
+    /// it), its URL and a pool on it.
+    async fn database_after(dir: &std::path::Path, migrations: &[&str]) -> (String, SqlitePool) {
+        let url = format!("sqlite://{}", dir.join("old.db").display());
+        let before = dir.join("migrations");
         std::fs::create_dir(&before).unwrap();
-        for name in ["0001_init.sql", "0002_interned_ids.sql", "0003_online.sql"] {
+        for name in migrations {
             let from = format!("{}/migrations/sqlite/{name}", env!("CARGO_MANIFEST_DIR"));
             std::fs::copy(from, before.join(name)).unwrap();
         }
         let options = SqliteConnectOptions::from_str(&url)
             .unwrap()
             .create_if_missing(true);
-        let old = SqlitePool::connect_with(options).await.unwrap();
-        let migrator = sqlx::migrate::Migrator::new(before.as_path())
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(before.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
             .await
             .unwrap();
-        migrator.run(&old).await.unwrap();
+        (url, pool)
+    }
+
+    /// A log written before migration 0004 (every event id as text) keeps every id's meaning:
+    /// canonical UUIDs are packed and still found as duplicates, other spellings stay text.
+    #[tokio::test]
+    async fn text_uuid_event_ids_migrate_to_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, old) = database_after(
+            dir.path(),
+            &["0001_init.sql", "0002_interned_ids.sql", "0003_online.sql"],
+        )
+        .await;
         sqlx::raw_sql(
             "INSERT INTO user_keys (user_key, user_id) VALUES (1, 'u1'); \
              INSERT INTO item_keys (item_key, item_id) VALUES (1, 'i1'); \
@@ -918,27 +931,7 @@ mod tests {
     #[tokio::test]
     async fn a_log_of_the_first_schema_migrates() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let first_only = dir.path().join("migrations");
-        std::fs::create_dir(&first_only).unwrap();
-        std::fs::copy(
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/migrations/sqlite/0001_init.sql"
-            ),
-            first_only.join("0001_init.sql"),
-        )
-        .unwrap();
-        let options = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .create_if_missing(true);
-        let old = SqlitePool::connect_with(options).await.unwrap();
-        sqlx::migrate::Migrator::new(first_only.as_path())
-            .await
-            .unwrap()
-            .run(&old)
-            .await
-            .unwrap();
+        let (url, old) = database_after(dir.path(), &["0001_init.sql"]).await;
         sqlx::raw_sql(
             "INSERT INTO events (seq, event_id, user_id, item_id, type, ts_ms, recommendation_id, \
              received_ms) VALUES (1, 'e1', 'u1', 'i1', 0, 100, NULL, 1), \
