@@ -2,13 +2,16 @@
 //! response's showings are counted, instead of re-scored and re-sorted on every request: a
 //! response moves its ten items down, the other few hundred keep their places.
 
+use std::cmp::Ordering;
+
 use fnv::FnvHashMap;
 
 use crate::serving::penalized;
 
-/// The order of a ranked list: higher score first, ties to the lower index.
-fn before(a: (u32, f32), b: (u32, f32)) -> bool {
-    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)).is_lt()
+/// The order of a ranked list of (item, model score, lowered score): higher lowered score
+/// first, ties to the lower index.
+fn ranked(a: &(u32, f32, f32), b: &(u32, f32, f32)) -> Ordering {
+    b.2.total_cmp(&a.2).then(a.0.cmp(&b.0))
 }
 
 #[derive(Debug)]
@@ -28,7 +31,7 @@ impl DemotedOrder {
                 (i, score, penalized(score, shown, penalty))
             })
             .collect();
-        list.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        list.sort_by(ranked);
         Self { penalty, list }
     }
 
@@ -38,25 +41,17 @@ impl DemotedOrder {
             return;
         };
         let (i, score, _) = self.list[at];
-        let lowered = penalized(score, shown, self.penalty);
+        let moved = (i, score, penalized(score, shown, self.penalty));
         // It only moves down: shift the entries it falls below up by one.
         let below = &self.list[at + 1..];
-        let to = at + below.partition_point(|e| before((e.0, e.2), (i, lowered)));
+        let to = at + below.partition_point(|e| ranked(e, &moved).is_lt());
         self.list[at..=to].rotate_left(1);
-        self.list[to] = (i, score, lowered);
+        self.list[to] = moved;
     }
 
     /// The items, best first, with their lowered scores.
     pub fn iter(&self) -> impl Iterator<Item = (u32, f32)> + '_ {
         self.list.iter().map(|&(i, _, lowered)| (i, lowered))
-    }
-
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
     }
 }
 
