@@ -10,7 +10,7 @@
 //! `k × k` work buffers.
 
 use super::als::{row_regularization, AlsParams};
-use super::linalg::cholesky_solve;
+use super::linalg::{cholesky_solve, dot64};
 use faer::{Mat, Side};
 
 /// The eigendecomposition of a model's Gram matrix.
@@ -121,20 +121,6 @@ impl Eigen {
         }
         true
     }
-}
-
-#[inline]
-fn dot64(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (a4, a_rest) = a.split_at(a.len() - a.len() % 4);
-    let (b4, b_rest) = b.split_at(a4.len());
-    for (x, y) in a4.chunks_exact(4).zip(b4.chunks_exact(4)) {
-        for l in 0..4 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let tail: f64 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
-    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
 }
 
 #[cfg(test)]
