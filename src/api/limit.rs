@@ -112,11 +112,15 @@ fn retry_after(wait: Duration) -> HeaderValue {
     HeaderValue::from(secs.max(1))
 }
 
-/// The 429 answer when the request's client has spent its budget; never when rate limiting
-/// is off.
-pub(super) fn refusal(s: &AppState, req: &Request) -> Option<Response> {
+/// The 429 answer when the request's client (its key as `presented`, else its address) has
+/// spent its budget; never when rate limiting is off.
+pub(super) fn refusal(
+    s: &AppState,
+    req: &Request,
+    presented: Option<super::Access>,
+) -> Option<Response> {
     let limit = s.rate_limit.as_deref()?;
-    let client = match super::presented_key(&s.config, req) {
+    let client = match presented {
         Some(super::Access::Admin) => Client::AdminKey,
         Some(super::Access::Api) => Client::ApiKey,
         None => {

@@ -178,8 +178,8 @@ fn presented_key(config: &Config, req: &Request) -> Option<Access> {
     }
 }
 
-fn check_key(config: &Config, access: Access, req: &Request) -> Result<(), ApiError> {
-    let presented = presented_key(config, req);
+/// Whether the key a request presented (`presented_key`) opens a route that needs `access`.
+fn check_key(config: &Config, access: Access, presented: Option<Access>) -> Result<(), ApiError> {
     let is_admin = presented == Some(Access::Admin);
     let is_api = presented == Some(Access::Api);
     match access {
@@ -206,10 +206,13 @@ fn check_key(config: &Config, access: Access, req: &Request) -> Result<(), ApiEr
 /// limited too), then the key the route needs. One layer, not two: each layer costs every
 /// request a state clone and a boxed future.
 async fn gate(State((s, access)): State<(AppState, Access)>, req: Request, next: Next) -> Response {
-    if let Some(limited) = limit::refusal(&s, &req) {
+    // Which key the request holds is found once (a constant-time comparison per key) and
+    // serves both checks.
+    let presented = presented_key(&s.config, &req);
+    if let Some(limited) = limit::refusal(&s, &req, presented) {
         return limited;
     }
-    match check_key(&s.config, access, &req) {
+    match check_key(&s.config, access, presented) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }
