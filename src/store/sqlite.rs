@@ -27,6 +27,19 @@ const INTERN_SHAPES: [usize; 4] = [1, 10, 100, INTERN_CHUNK];
 const GROUP_MAX_EVENTS: usize = 50_000;
 /// The most recent events of a user that the request path folds in; bounds the cost of a bot.
 pub const HISTORY_LIMIT: i64 = 10_000;
+/// A user's newest events, oldest first. The item ids are joined with CROSS JOIN so that the
+/// few history rows stay the outer loop: with a plain JOIN, SQLite 3.46 scans every item key
+/// against a Bloom filter of the history instead (measured 393 µs against 24 µs per query on a
+/// 20,000-item catalogue), and a cold recommendation request waited on that scan.
+const USER_HISTORY: &str =
+    "WITH RECURSIVE blocks(b) AS (SELECT (SELECT MAX(seq) FROM events) >> 16 \
+     UNION ALL SELECT b - 1 FROM blocks WHERE b > 0) \
+     SELECT i.item_id, r.type, r.ts_ms FROM \
+     (SELECT e.seq, e.item_key, e.type, e.ts_ms \
+      FROM blocks CROSS JOIN events e WHERE (e.seq >> 16) = blocks.b \
+      AND e.user_key = (SELECT user_key FROM user_keys WHERE user_id = ?) \
+      ORDER BY e.seq DESC LIMIT ?) r \
+     CROSS JOIN item_keys i ON i.item_key = r.item_key ORDER BY r.ts_ms, r.seq";
 
 struct AppendJob {
     events: Vec<NewEvent>,
@@ -405,20 +418,11 @@ impl Store for SqliteStore {
     }
 
     async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
-        let rows = sqlx::query(
-            "WITH RECURSIVE blocks(b) AS (SELECT (SELECT MAX(seq) FROM events) >> 16 \
-             UNION ALL SELECT b - 1 FROM blocks WHERE b > 0) \
-             SELECT i.item_id, r.type, r.ts_ms FROM \
-             (SELECT e.seq, e.item_key, e.type, e.ts_ms \
-              FROM blocks CROSS JOIN events e WHERE (e.seq >> 16) = blocks.b \
-              AND e.user_key = (SELECT user_key FROM user_keys WHERE user_id = ?) \
-              ORDER BY e.seq DESC LIMIT ?) r \
-             JOIN item_keys i ON i.item_key = r.item_key ORDER BY r.ts_ms, r.seq",
-        )
-        .bind(user.as_str())
-        .bind(HISTORY_LIMIT)
-        .fetch_all(&self.read)
-        .await?;
+        let rows = sqlx::query(USER_HISTORY)
+            .bind(user.as_str())
+            .bind(HISTORY_LIMIT)
+            .fetch_all(&self.read)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(HistoryEvent {
@@ -992,5 +996,31 @@ mod tests {
             .delete_item(&ItemId::parse("never-seen").unwrap())
             .await
             .unwrap());
+    }
+
+    /// The history read looks its item ids up by key, row by row; a plan that scans the item
+    /// keys made every cold recommendation request cost a pass over the catalogue.
+    #[tokio::test]
+    async fn user_history_looks_items_up_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("h.db").display()))
+            .await
+            .unwrap();
+        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {USER_HISTORY}"))
+            .bind("u1")
+            .bind(HISTORY_LIMIT)
+            .fetch_all(&store.read)
+            .await
+            .unwrap();
+        let plan = rows
+            .iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            plan.contains("SEARCH i USING INTEGER PRIMARY KEY"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN i"), "{plan}");
     }
 }
