@@ -676,11 +676,17 @@ impl Serving {
                 };
                 let fresh =
                     |i: u32| !state.purchased.contains(&i) && !state.interacted.contains(&i);
+                // Without exploration the candidates are never drawn from: not ranked.
+                let explore = if self.policy.exploration > 0.0 {
+                    all.top_k(EXPLORE_CANDIDATES, |i| {
+                        fresh(i) && snap.uncertain[i as usize]
+                    })
+                } else {
+                    Vec::new()
+                };
                 Ranked {
                     shortlist: all.top_k(SHORTLIST_LEN, fresh),
-                    explore: all.top_k(EXPLORE_CANDIDATES, |i| {
-                        fresh(i) && snap.uncertain[i as usize]
-                    }),
+                    explore,
                 }
             });
             let truncated = ranked.shortlist.len() >= SHORTLIST_LEN;
@@ -699,9 +705,11 @@ impl Serving {
             None => {
                 let mut all = Vec::new();
                 scores(&mut all);
-                explore = Cow::Owned(top_k(&all, EXPLORE_CANDIDATES, |i| {
-                    !hidden(i) && snap.uncertain[i as usize]
-                }));
+                if self.policy.exploration > 0.0 {
+                    explore = Cow::Owned(top_k(&all, EXPLORE_CANDIDATES, |i| {
+                        !hidden(i) && snap.uncertain[i as usize]
+                    }));
+                }
                 if penalty > 0.0 {
                     for (&i, &n) in shown.counts.iter() {
                         if let Some(s) = all.get_mut(i as usize) {

@@ -279,21 +279,32 @@ fn exact_scores(model: &AlsModel, x: &[f32], items: &[u32]) -> Vec<f32> {
         .collect()
 }
 
-/// A value at most the `k`-th largest lower bound `approx − error` among the items `keep`
-/// allows (−∞ when fewer than `k` are allowed): the `k`-th best exact score is at least this,
-/// so an item whose upper bound falls short of it cannot be in the top `k`.
+/// One pass over every item's bounds. Returns a value at most the `k`-th largest lower bound
+/// `approx − error` among the items `keep` allows (−∞ when fewer than `k` are allowed): the
+/// `k`-th best exact score is at least this, so an item whose upper bound falls short of it
+/// cannot be in the top `k`. Also returns every item whose upper bound reached the running
+/// value of that threshold when the item was passed: the threshold only rises, so these
+/// include every item that reaches the final one, and the caller need not pass over all items
+/// again to find them.
 ///
 /// Plain f32 comparisons and a buffer cut back to the best `k` whenever it holds `2k`
 /// (linear time), instead of a heap: this loop runs over every item. Values equal to the
 /// current cut are skipped, which can only lower the result, so it stays a valid threshold.
-fn kth_lower_bound(approx: &[f32], error: &[f32], k: usize, keep: impl Fn(u32) -> bool) -> f32 {
-    if k == 0 {
-        return f32::INFINITY;
-    }
+fn threshold_and_candidates(
+    approx: &[f32],
+    error: &[f32],
+    k: usize,
+    keep: impl Fn(u32) -> bool,
+) -> (f32, Vec<u32>) {
     let desc = |a: &f32, b: &f32| b.total_cmp(a);
     let mut buf: Vec<f32> = Vec::with_capacity(2 * k);
+    let mut candidates: Vec<u32> = Vec::with_capacity(4 * k);
     let mut cut = f32::NEG_INFINITY;
     for (i, (&a, &e)) in approx.iter().zip(error).enumerate() {
+        let upper = a + e;
+        if upper >= cut || upper.is_nan() {
+            candidates.push(i as u32);
+        }
         let lower = a - e;
         // False for NaN: a NaN bound never raises the threshold.
         if lower > cut && keep(i as u32) {
@@ -306,9 +317,9 @@ fn kth_lower_bound(approx: &[f32], error: &[f32], k: usize, keep: impl Fn(u32) -
         }
     }
     if buf.len() < k {
-        return f32::NEG_INFINITY;
+        return (f32::NEG_INFINITY, candidates);
     }
-    *buf.select_nth_unstable_by(k - 1, desc).1
+    (*buf.select_nth_unstable_by(k - 1, desc).1, candidates)
 }
 
 /// Every item's score for one user, in the form that ranks fastest.
@@ -337,14 +348,15 @@ impl Scores<'_> {
                 error,
             } => (*model, *user, approx, error),
         };
-        let threshold = kth_lower_bound(approx, error, k, &keep);
+        if k == 0 {
+            return Vec::new();
+        }
+        let (threshold, mut candidates) = threshold_and_candidates(approx, error, k, &keep);
         // A NaN bound (never produced for finite factors) makes a candidate too.
-        let candidates: Vec<u32> = (0..approx.len() as u32)
-            .filter(|&i| {
-                let upper = approx[i as usize] + error[i as usize];
-                upper >= threshold || upper.is_nan()
-            })
-            .collect();
+        candidates.retain(|&i| {
+            let upper = approx[i as usize] + error[i as usize];
+            upper >= threshold || upper.is_nan()
+        });
         let mut top = TopK::new(k);
         for (i, s) in candidates
             .iter()
