@@ -35,7 +35,9 @@ use crate::{
         AlsModel, LogEvent, Ranker, UserVector,
     },
     online::ImpressionSink,
-    store::{Arm, DynStore, Impression, ModelRecord, StoreError, StoreResult, UserStamp},
+    store::{
+        Arm, DynStore, Impression, ModelRecord, StoreError, StoreResult, UserActivity, UserStamp,
+    },
 };
 
 /// What training produces and the database keeps: everything needed to serve, nothing per user.
@@ -483,17 +485,18 @@ impl Serving {
                 return Ok(state.clone());
             }
         }
-        let history = match deadline(self.store.user_history(user)).await {
-            Ok(h) => h,
-            Err(e) => return degraded(cached, e),
-        };
-        // Telemetry, not truth: without it the feedback just starts from this process's memory.
-        let shown_before = if self.policy.impression_penalty > 0.0 {
-            deadline(self.store.user_impressions(user, SHOWN_MEMORY))
-                .await
-                .unwrap_or_default()
+        // What was shown only matters to the penalty.
+        let shown_memory = if self.policy.impression_penalty > 0.0 {
+            SHOWN_MEMORY
         } else {
-            Vec::new()
+            0
+        };
+        let UserActivity {
+            history,
+            shown: shown_before,
+        } = match deadline(self.store.user_activity(user, shown_memory)).await {
+            Ok(activity) => activity,
+            Err(e) => return degraded(cached, e),
         };
         let weights = &snap.model.weights;
         let mut purchased = FnvHashSet::default();

@@ -234,6 +234,22 @@ pub struct Impression {
     pub shown_ms: i64,
 }
 
+/// A user's history and recorded responses, read together ([`Store::user_activity`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserActivity {
+    pub history: Vec<HistoryEvent>,
+    pub shown: Vec<Shown>,
+}
+
+/// Recorded responses are telemetry, not truth: when they cannot be read, the request goes on
+/// without them (its feedback then starts from this process's memory).
+pub(crate) fn telemetry(read: StoreResult<Vec<Shown>>) -> Vec<Shown> {
+    read.unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "recorded responses unread");
+        Vec::new()
+    })
+}
+
 /// One response a user was shown, as the request path needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shown {
@@ -392,6 +408,20 @@ pub trait Store: Send + Sync + 'static {
     /// The user's newest `limit` recorded responses, newest first.
     async fn user_impressions(&self, _user: &UserId, _limit: i64) -> StoreResult<Vec<Shown>> {
         Ok(Vec::new())
+    }
+
+    /// What a request reads for a user it holds no current state of: their history (as
+    /// [`Store::user_history`]) and their newest `shown` recorded responses (as
+    /// [`Store::user_impressions`]; none asked when `shown` is 0). The stores answer both on
+    /// one connection.
+    async fn user_activity(&self, user: &UserId, shown: i64) -> StoreResult<UserActivity> {
+        let history = self.user_history(user).await?;
+        let shown = if shown > 0 {
+            telemetry(self.user_impressions(user, shown).await)
+        } else {
+            Vec::new()
+        };
+        Ok(UserActivity { history, shown })
     }
 
     /// Credits every event after the settled point that names a recorded response of the same

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::TryStreamExt;
 use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
-    ConnectOptions, PgPool, Postgres, QueryBuilder, Row,
+    ConnectOptions, PgExecutor, PgPool, Postgres, QueryBuilder, Row,
 };
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -41,6 +41,47 @@ pub struct PostgresStore {
 struct AppendJob {
     events: Vec<NewEvent>,
     reply: oneshot::Sender<StoreResult<AppendOutcome>>,
+}
+
+async fn history_on(db: impl PgExecutor<'_>, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
+    let rows = sqlx::query(
+        "SELECT item_id, type, ts_ms FROM \
+         (SELECT seq, item_id, type, ts_ms FROM events WHERE user_id = $1 \
+          ORDER BY seq DESC LIMIT $2) recent ORDER BY ts_ms, seq",
+    )
+    .bind(user.as_str())
+    .bind(HISTORY_LIMIT)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HistoryEvent {
+                item_id: r.try_get("item_id")?,
+                event_type: event_type(r.try_get("type")?)?,
+                ts_ms: r.try_get("ts_ms")?,
+            })
+        })
+        .collect()
+}
+
+async fn shown_on(db: impl PgExecutor<'_>, user: &UserId, limit: i64) -> StoreResult<Vec<Shown>> {
+    let rows = sqlx::query(
+        "SELECT recommendation_id, items, shown_ms FROM impressions WHERE user_id = $1 \
+         ORDER BY shown_ms DESC LIMIT $2",
+    )
+    .bind(user.as_str())
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Shown {
+                recommendation_id: r.try_get("recommendation_id")?,
+                items: unpack_items(r.try_get("items")?),
+                shown_ms: r.try_get("shown_ms")?,
+            })
+        })
+        .collect()
 }
 
 impl PostgresStore {
@@ -325,24 +366,7 @@ impl Store for PostgresStore {
     }
 
     async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
-        let rows = sqlx::query(
-            "SELECT item_id, type, ts_ms FROM \
-             (SELECT seq, item_id, type, ts_ms FROM events WHERE user_id = $1 \
-              ORDER BY seq DESC LIMIT $2) recent ORDER BY ts_ms, seq",
-        )
-        .bind(user.as_str())
-        .bind(HISTORY_LIMIT)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HistoryEvent {
-                    item_id: r.try_get("item_id")?,
-                    event_type: event_type(r.try_get("type")?)?,
-                    ts_ms: r.try_get("ts_ms")?,
-                })
-            })
-            .collect()
+        history_on(&self.pool, user).await
     }
 
     async fn max_event_seq(&self) -> StoreResult<i64> {
@@ -566,23 +590,19 @@ impl Store for PostgresStore {
     }
 
     async fn user_impressions(&self, user: &UserId, limit: i64) -> StoreResult<Vec<Shown>> {
-        let rows = sqlx::query(
-            "SELECT recommendation_id, items, shown_ms FROM impressions WHERE user_id = $1 \
-             ORDER BY shown_ms DESC LIMIT $2",
-        )
-        .bind(user.as_str())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Shown {
-                    recommendation_id: r.try_get("recommendation_id")?,
-                    items: unpack_items(r.try_get("items")?),
-                    shown_ms: r.try_get("shown_ms")?,
-                })
-            })
-            .collect()
+        shown_on(&self.pool, user, limit).await
+    }
+
+    async fn user_activity(&self, user: &UserId, shown: i64) -> StoreResult<UserActivity> {
+        // One connection for both: one pool acquisition (and its liveness test) per request.
+        let mut conn = self.pool.acquire().await?;
+        let history = history_on(&mut *conn, user).await?;
+        let shown = if shown > 0 {
+            telemetry(shown_on(&mut *conn, user, shown).await)
+        } else {
+            Vec::new()
+        };
+        Ok(UserActivity { history, shown })
     }
 
     async fn tally_credit(&self, settle_to: i64) -> StoreResult<Tally> {

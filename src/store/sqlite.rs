@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::TryStreamExt;
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    QueryBuilder, Row, Sqlite, SqlitePool,
+    QueryBuilder, Row, Sqlite, SqliteExecutor, SqlitePool,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -52,6 +52,47 @@ pub struct SqliteStore {
     appends: mpsc::Sender<AppendJob>,
 }
 
+async fn history_on(db: impl SqliteExecutor<'_>, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
+    let rows = sqlx::query(USER_HISTORY)
+        .bind(user.as_str())
+        .bind(HISTORY_LIMIT)
+        .fetch_all(db)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HistoryEvent {
+                item_id: r.try_get("item_id")?,
+                event_type: event_type(r.try_get("type")?)?,
+                ts_ms: r.try_get("ts_ms")?,
+            })
+        })
+        .collect()
+}
+
+async fn shown_on(
+    db: impl SqliteExecutor<'_>,
+    user: &UserId,
+    limit: i64,
+) -> StoreResult<Vec<Shown>> {
+    let rows = sqlx::query(
+        "SELECT recommendation_id, items, shown_ms FROM impressions WHERE user_id = ? \
+         ORDER BY shown_ms DESC LIMIT ?",
+    )
+    .bind(user.as_str())
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Shown {
+                recommendation_id: r.try_get("recommendation_id")?,
+                items: unpack_items(r.try_get("items")?),
+                shown_ms: r.try_get("shown_ms")?,
+            })
+        })
+        .collect()
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies the migrations.
     pub async fn open(url: &str) -> StoreResult<Self> {
@@ -85,6 +126,7 @@ impl SqliteStore {
             let opened = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(false)
                 .connect_with(options.clone())
                 .await;
             match opened {
@@ -109,6 +151,10 @@ impl SqliteStore {
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
+            // A pool tests a connection before handing it out with a round trip to its worker
+            // thread; a local file's connection does not go stale, and every request's reads
+            // paid for that test.
+            .test_before_acquire(false)
             // Readers fetch one user's history or one model at a time: 16 MiB each keeps the
             // resident size bounded (the soak's memory plateau was mostly these caches).
             .connect_with(options.read_only(true).pragma("cache_size", "-16384"))
@@ -418,20 +464,7 @@ impl Store for SqliteStore {
     }
 
     async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
-        let rows = sqlx::query(USER_HISTORY)
-            .bind(user.as_str())
-            .bind(HISTORY_LIMIT)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HistoryEvent {
-                    item_id: r.try_get("item_id")?,
-                    event_type: event_type(r.try_get("type")?)?,
-                    ts_ms: r.try_get("ts_ms")?,
-                })
-            })
-            .collect()
+        history_on(&self.read, user).await
     }
 
     async fn max_event_seq(&self) -> StoreResult<i64> {
@@ -651,23 +684,20 @@ impl Store for SqliteStore {
     }
 
     async fn user_impressions(&self, user: &UserId, limit: i64) -> StoreResult<Vec<Shown>> {
-        let rows = sqlx::query(
-            "SELECT recommendation_id, items, shown_ms FROM impressions WHERE user_id = ? \
-             ORDER BY shown_ms DESC LIMIT ?",
-        )
-        .bind(user.as_str())
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Shown {
-                    recommendation_id: r.try_get("recommendation_id")?,
-                    items: unpack_items(r.try_get("items")?),
-                    shown_ms: r.try_get("shown_ms")?,
-                })
-            })
-            .collect()
+        shown_on(&self.read, user, limit).await
+    }
+
+    async fn user_activity(&self, user: &UserId, shown: i64) -> StoreResult<UserActivity> {
+        // One connection for both: each acquisition and release is a round trip to the
+        // connection's worker thread.
+        let mut conn = self.read.acquire().await?;
+        let history = history_on(&mut *conn, user).await?;
+        let shown = if shown > 0 {
+            telemetry(shown_on(&mut *conn, user, shown).await)
+        } else {
+            Vec::new()
+        };
+        Ok(UserActivity { history, shown })
     }
 
     async fn tally_credit(&self, settle_to: i64) -> StoreResult<Tally> {

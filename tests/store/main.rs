@@ -78,6 +78,7 @@ conformance! {
         models::latest_accepted_skips_rejected,
         json::json_numbers_round_trip,
         online::impressions_round_trip_newest_first,
+        online::user_activity_is_history_and_responses,
         online::credit_needs_the_same_user_and_a_shown_item,
         online::a_settled_range_is_not_read_again,
         online::purge_takes_old_impressions_and_keeps_totals,

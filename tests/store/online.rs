@@ -67,6 +67,40 @@ pub async fn impressions_round_trip_newest_first(store: DynStore) {
     assert_eq!(totals(&counts, 1, Arm::Champion), (4, 0, 0, 0));
 }
 
+/// A cold request's one read: the user's history and their newest responses, exactly as the
+/// two separate reads give them; no responses when none are asked for.
+pub async fn user_activity_is_history_and_responses(store: DynStore) {
+    store
+        .insert_impressions(vec![
+            shown("r1", "u1", 1, Arm::Champion, &["a", "b"], 1_000),
+            shown("r2", "u1", 1, Arm::Champion, &["c"], 2_000),
+            shown("r3", "u2", 1, Arm::Champion, &["a"], 3_000),
+        ])
+        .await
+        .unwrap();
+    store
+        .append_events(vec![
+            event("u1", "a", EventType::Click, 1_700_000_000_000),
+            event("u1", "d", EventType::Purchase, 1_600_000_000_000),
+            event("u2", "a", EventType::View, 1_700_000_000_000),
+        ])
+        .await
+        .unwrap();
+    let u1 = user("u1");
+    let activity = store.user_activity(&u1, 1).await.unwrap();
+    assert_eq!(activity.history, store.user_history(&u1).await.unwrap());
+    let items: Vec<&str> = activity.history.iter().map(|h| h.item_id.as_str()).collect();
+    assert_eq!(items, ["d", "a"]);
+    assert_eq!(activity.shown, store.user_impressions(&u1, 1).await.unwrap());
+    assert_eq!(activity.shown.len(), 1);
+    assert_eq!(activity.shown[0].recommendation_id, "r2");
+    let without = store.user_activity(&u1, 0).await.unwrap();
+    assert_eq!(without.history, activity.history);
+    assert!(without.shown.is_empty());
+    let nobody = store.user_activity(&user("nobody"), 50).await.unwrap();
+    assert_eq!(nobody, Default::default());
+}
+
 /// Credit goes to the response's version and arm only for its user and a shown item, once per
 /// response and event type; views earn nothing; unknown ids nothing.
 pub async fn credit_needs_the_same_user_and_a_shown_item(store: DynStore) {
