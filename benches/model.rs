@@ -6,7 +6,8 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use recloop::model::similarity::similar_items;
 use recloop::model::synthetic::{planted, random_factors};
 use recloop::model::topk::top_k;
-use recloop::model::{als, AlsModel, AlsParams, Interactions};
+use recloop::model::{als, AlsModel, AlsParams, Interactions, Ranker};
+use recloop::serving::FittedModel;
 
 /// 5,000 users × 2,000 items, 40 events each (200k events), 64 factors, 5 rounds.
 fn fit(c: &mut Criterion) {
@@ -62,6 +63,42 @@ fn recommend(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a cold request ranks: the 256-item shortlist of a 20,000-item model through the 8-bit
+/// bound pass (`model::scoring`), for a user folded in from 10 events (the eigenbasis path).
+///
+/// Random factors bound each other's scores less tightly than trained ones do; with
+/// `RECLOOP_BENCH_MODEL` naming a stored iALS model blob (e.g. `sqlite3 recloop.db "SELECT
+/// writefile('model.bin', data) FROM model_blobs"` after `recloop synth`, `import`, `train`),
+/// its item factors are ranked instead.
+fn shortlist(c: &mut Criterion) {
+    let mut group = c.benchmark_group("shortlist_k128_top256");
+    let model = match std::env::var("RECLOOP_BENCH_MODEL") {
+        Ok(path) => {
+            let blob = std::fs::read(path).expect("model blob");
+            match FittedModel::from_bytes(&blob).expect("a model").ranker {
+                Ranker::Ials(m) => m,
+                Ranker::Ease(_) => panic!("RECLOOP_BENCH_MODEL is not an iALS model"),
+            }
+        }
+        Err(_) => model(20_000, 128),
+    };
+    let hist = history(10, model.n_items);
+    let seen: Vec<u32> = hist.iter().map(|&(i, _)| i).collect();
+    let x = model.fold_in(&hist);
+    group.bench_function("fold_in_10", |b| b.iter(|| model.fold_in(black_box(&hist))));
+    group.bench_function("bounds_20000", |b| {
+        b.iter(|| drop(model.scores(black_box(&x))))
+    });
+    group.bench_function("rank_20000", |b| {
+        b.iter(|| {
+            model
+                .scores(black_box(&x))
+                .top_k(256, |i| seen.binary_search(&i).is_err())
+        })
+    });
+    group.finish();
+}
+
 /// Fold-in alone, for short and long histories (it is cubic in k, linear in history).
 fn fold_in(c: &mut Criterion) {
     let mut group = c.benchmark_group("fold_in_k128");
@@ -84,5 +121,5 @@ fn neighbours(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fit, recommend, fold_in, neighbours);
+criterion_group!(benches, fit, recommend, shortlist, fold_in, neighbours);
 criterion_main!(benches);

@@ -9,6 +9,7 @@ pub mod als;
 pub mod ease;
 mod fold;
 pub mod holdout;
+mod int8;
 pub mod interactions;
 mod kernels;
 mod linalg;

@@ -11,12 +11,13 @@
 //! 15-bit codes), `|y_i·x − ŷ_i·x̂| ≤ ‖y_i − ŷ_i‖‖x‖ + ‖ŷ_i‖‖x − x̂‖` (Cauchy–Schwarz twice), plus a
 //! margin for the rounding of the f32 reference dot product and of the bound itself.
 
+use super::int8::integer_dots;
 use super::linalg::dot;
 use super::topk::{top_k, TopK};
 use super::AlsModel;
 
 /// Codes per row are padded to a multiple of this, so the kernel has no tail.
-const LANES: usize = 32;
+pub(super) const LANES: usize = 32;
 
 /// An 8-bit copy of the item factors, with what the error bound needs per item.
 #[derive(Clone, Debug, Default)]
@@ -116,10 +117,6 @@ impl Quantized {
         let levels = (i64::from(i32::MAX) / (127 * self.k.max(1) as i64)).clamp(1, 16_383) as i32;
         let mut p16 = vec![0i16; self.stride];
         let t = quantize_into(x, levels, &mut p16[..self.k]);
-        let p: Vec<[i16; 16]> = p16
-            .chunks_exact(16)
-            .map(|c| std::array::from_fn(|l| c[l]))
-            .collect();
         let (norm_x, dist_x) = {
             let (mut nx, mut dx) = (0.0f64, 0.0f64);
             for (&xi, &c) in x.iter().zip(&p16) {
@@ -134,7 +131,7 @@ impl Quantized {
             error.fill(f32::INFINITY);
             return;
         }
-        integer_dots(&self.codes, self.stride, &p, approx);
+        integer_dots(&self.codes, self.stride, &p16, approx);
         // Rounding of the f32 reference dot product: at most γ_k Σ|y_j x_j| ≤ γ_k ‖y‖‖x‖
         // with γ_k ≈ k·2⁻²⁴; `EPSILON` is 2⁻²³, so this doubles it. The 1.01 factor covers
         // the rounding of this bound's own arithmetic and of `a` (a few ulps each).
@@ -163,77 +160,6 @@ impl AlsModel {
             user,
             approx,
             error,
-        }
-    }
-}
-
-/// `out[i] = codes_i · p` for every row of `codes` (rows of `stride`, a multiple of
-/// [`LANES`]): exact integer dot products (the user's levels are chosen so that no sum
-/// overflows i32).
-fn integer_dots(codes: &[i8], stride: usize, p: &[[i16; 16]], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(simd) = pulp::x86::V3::try_new() {
-        return simd.vectorize(Avx2Dots {
-            simd,
-            codes,
-            stride,
-            p,
-            out,
-        });
-    }
-    for (o, row) in out.iter_mut().zip(codes.chunks_exact(stride)) {
-        let mut acc = 0i32;
-        for (x, y) in row.chunks_exact(16).zip(p) {
-            for l in 0..16 {
-                acc += i32::from(x[l]) * i32::from(y[l]);
-            }
-        }
-        *o = acc as f32;
-    }
-}
-
-/// The AVX2 kernel: 16 codes widen to i16 and `vpmaddwd` multiplies and pairs them into
-/// i32 lanes, two independent accumulators per row. Autovectorisation of the same loop
-/// gives less than half the speed (it widens to i32 first).
-#[cfg(target_arch = "x86_64")]
-struct Avx2Dots<'a> {
-    simd: pulp::x86::V3,
-    codes: &'a [i8],
-    stride: usize,
-    p: &'a [[i16; 16]],
-    out: &'a mut [f32],
-}
-
-#[cfg(target_arch = "x86_64")]
-impl pulp::NullaryFnOnce for Avx2Dots<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn call(self) {
-        use core::arch::x86_64::{__m128i, __m256i};
-        let Avx2Dots {
-            simd,
-            codes,
-            stride,
-            p,
-            out,
-        } = self;
-        let (avx, avx2) = (simd.avx, simd.avx2);
-        let widen = |x: &[i8]| {
-            let x: [i8; 16] = x.try_into().unwrap_or([0; 16]);
-            avx2._mm256_cvtepi8_epi16(pulp::cast::<[i8; 16], __m128i>(x))
-        };
-        for (o, row) in out.iter_mut().zip(codes.chunks_exact(stride)) {
-            let (mut acc0, mut acc1) = (avx._mm256_setzero_si256(), avx._mm256_setzero_si256());
-            for (x, y) in row.chunks_exact(32).zip(p.chunks_exact(2)) {
-                let (x0, x1) = (widen(&x[..16]), widen(&x[16..]));
-                let y0 = pulp::cast::<[i16; 16], __m256i>(y[0]);
-                let y1 = pulp::cast::<[i16; 16], __m256i>(y[1]);
-                acc0 = avx2._mm256_add_epi32(acc0, avx2._mm256_madd_epi16(x0, y0));
-                acc1 = avx2._mm256_add_epi32(acc1, avx2._mm256_madd_epi16(x1, y1));
-            }
-            let lanes: [i32; 8] = pulp::cast(avx2._mm256_add_epi32(acc0, acc1));
-            *o = lanes.iter().sum::<i32>() as f32;
         }
     }
 }
@@ -300,19 +226,33 @@ fn threshold_and_candidates(
     let mut buf: Vec<f32> = Vec::with_capacity(2 * k);
     let mut candidates: Vec<u32> = Vec::with_capacity(4 * k);
     let mut cut = f32::NEG_INFINITY;
-    for (i, (&a, &e)) in approx.iter().zip(error).enumerate() {
-        let upper = a + e;
-        if upper >= cut || upper.is_nan() {
-            candidates.push(i as u32);
+    // Once the cut has risen, nearly every block of items lies wholly below it: one branch-free
+    // (vectorised) test per block skips those, instead of two branches per item. Errors are
+    // never negative, so a lower bound above the cut implies an upper bound above it.
+    const BLOCK: usize = 16;
+    for (b, (a, e)) in approx.chunks(BLOCK).zip(error.chunks(BLOCK)).enumerate() {
+        let reaches = a
+            .iter()
+            .zip(e)
+            .fold(false, |r, (&a, &e)| r | (a + e >= cut) | (a + e).is_nan());
+        if !reaches {
+            continue;
         }
-        let lower = a - e;
-        // False for NaN: a NaN bound never raises the threshold.
-        if lower > cut && keep(i as u32) {
-            buf.push(lower);
-            if buf.len() == 2 * k {
-                buf.select_nth_unstable_by(k - 1, desc);
-                buf.truncate(k);
-                cut = buf[k - 1];
+        for (j, (&a, &e)) in a.iter().zip(e).enumerate() {
+            let i = (b * BLOCK + j) as u32;
+            let upper = a + e;
+            if upper >= cut || upper.is_nan() {
+                candidates.push(i);
+            }
+            let lower = a - e;
+            // False for NaN: a NaN bound never raises the threshold.
+            if lower > cut && keep(i) {
+                buf.push(lower);
+                if buf.len() == 2 * k {
+                    buf.select_nth_unstable_by(k - 1, desc);
+                    buf.truncate(k);
+                    cut = buf[k - 1];
+                }
             }
         }
     }

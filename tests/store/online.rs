@@ -89,9 +89,16 @@ pub async fn user_activity_is_history_and_responses(store: DynStore) {
     let u1 = user("u1");
     let activity = store.user_activity(&u1, 1).await.unwrap();
     assert_eq!(activity.history, store.user_history(&u1).await.unwrap());
-    let items: Vec<&str> = activity.history.iter().map(|h| h.item_id.as_str()).collect();
+    let items: Vec<&str> = activity
+        .history
+        .iter()
+        .map(|h| h.item_id.as_str())
+        .collect();
     assert_eq!(items, ["d", "a"]);
-    assert_eq!(activity.shown, store.user_impressions(&u1, 1).await.unwrap());
+    assert_eq!(
+        activity.shown,
+        store.user_impressions(&u1, 1).await.unwrap()
+    );
     assert_eq!(activity.shown.len(), 1);
     assert_eq!(activity.shown[0].recommendation_id, "r2");
     let without = store.user_activity(&u1, 0).await.unwrap();
