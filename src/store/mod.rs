@@ -241,10 +241,17 @@ pub struct UserActivity {
     pub shown: Vec<Shown>,
 }
 
-/// Recorded responses are telemetry, not truth: when they cannot be read, the request goes on
-/// without them (its feedback then starts from this process's memory).
-pub(crate) fn telemetry(read: StoreResult<Vec<Shown>>) -> Vec<Shown> {
-    read.unwrap_or_else(|e| {
+/// The recorded responses [`Store::user_activity`] returns: `read` runs only when some are asked
+/// for (`shown > 0`). They are telemetry, not truth: when they cannot be read, the request goes
+/// on without them (its feedback then starts from this process's memory).
+pub(crate) async fn recorded_responses(
+    shown: i64,
+    read: impl std::future::Future<Output = StoreResult<Vec<Shown>>>,
+) -> Vec<Shown> {
+    if shown <= 0 {
+        return Vec::new();
+    }
+    read.await.unwrap_or_else(|e| {
         tracing::debug!(error = %e, "recorded responses unread");
         Vec::new()
     })
@@ -416,11 +423,7 @@ pub trait Store: Send + Sync + 'static {
     /// one connection.
     async fn user_activity(&self, user: &UserId, shown: i64) -> StoreResult<UserActivity> {
         let history = self.user_history(user).await?;
-        let shown = if shown > 0 {
-            telemetry(self.user_impressions(user, shown).await)
-        } else {
-            Vec::new()
-        };
+        let shown = recorded_responses(shown, self.user_impressions(user, shown)).await;
         Ok(UserActivity { history, shown })
     }
 

@@ -597,11 +597,7 @@ impl Store for PostgresStore {
         // One connection for both: one pool acquisition (and its liveness test) per request.
         let mut conn = self.pool.acquire().await?;
         let history = history_on(&mut *conn, user).await?;
-        let shown = if shown > 0 {
-            telemetry(shown_on(&mut *conn, user, shown).await)
-        } else {
-            Vec::new()
-        };
+        let shown = recorded_responses(shown, shown_on(&mut *conn, user, shown)).await;
         Ok(UserActivity { history, shown })
     }
 

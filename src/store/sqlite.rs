@@ -696,11 +696,7 @@ impl Store for SqliteStore {
         // connection's worker thread.
         let mut conn = self.read.acquire().await?;
         let history = history_on(&mut *conn, user).await?;
-        let shown = if shown > 0 {
-            telemetry(shown_on(&mut *conn, user, shown).await)
-        } else {
-            Vec::new()
-        };
+        let shown = recorded_responses(shown, shown_on(&mut *conn, user, shown)).await;
         Ok(UserActivity { history, shown })
     }
 
