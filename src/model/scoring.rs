@@ -205,6 +205,14 @@ fn exact_scores(model: &AlsModel, x: &[f32], items: &[u32]) -> Vec<f32> {
         .collect()
 }
 
+/// Whether an item with approximate score `a` and error bound `e` may score `threshold` or
+/// more. A NaN bound (never produced for finite factors) may, so that its item is scored exactly.
+#[inline(always)]
+fn may_reach(a: f32, e: f32, threshold: f32) -> bool {
+    let upper = a + e;
+    (upper >= threshold) | upper.is_nan()
+}
+
 /// One pass over every item's bounds. Returns a value at most the `k`-th largest lower bound
 /// `approx − error` among the items `keep` allows (−∞ when fewer than `k` are allowed): the
 /// `k`-th best exact score is at least this, so an item whose upper bound falls short of it
@@ -234,14 +242,13 @@ fn threshold_and_candidates(
         let reaches = a
             .iter()
             .zip(e)
-            .fold(false, |r, (&a, &e)| r | (a + e >= cut) | (a + e).is_nan());
+            .fold(false, |r, (&a, &e)| r | may_reach(a, e, cut));
         if !reaches {
             continue;
         }
         for (j, (&a, &e)) in a.iter().zip(e).enumerate() {
             let i = (b * BLOCK + j) as u32;
-            let upper = a + e;
-            if upper >= cut || upper.is_nan() {
+            if may_reach(a, e, cut) {
                 candidates.push(i);
             }
             let lower = a - e;
@@ -292,11 +299,7 @@ impl Scores<'_> {
             return Vec::new();
         }
         let (threshold, mut candidates) = threshold_and_candidates(approx, error, k, &keep);
-        // A NaN bound (never produced for finite factors) makes a candidate too.
-        candidates.retain(|&i| {
-            let upper = approx[i as usize] + error[i as usize];
-            upper >= threshold || upper.is_nan()
-        });
+        candidates.retain(|&i| may_reach(approx[i as usize], error[i as usize], threshold));
         let mut top = TopK::new(k);
         for (i, s) in candidates
             .iter()
