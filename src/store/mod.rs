@@ -2,6 +2,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_read;
 
 use std::sync::Arc;
 
