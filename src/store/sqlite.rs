@@ -2,7 +2,7 @@
 //! machine crash. Concurrent appends are grouped into one transaction (group commit) by a single
 //! writer task, so durability costs one fsync per group, not per request.
 
-use std::{collections::HashMap, path::Path, str::FromStr, time::Duration};
+use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -218,8 +218,13 @@ impl SqliteStore {
                     .pragma("cache_size", "-4096"),
             )
             .await?;
+        // `sqlite::memory:` names a shared-cache URI (`file:sqlx-in-memory-N`) that only the
+        // pools' connections can open.
         let file = options.get_filename();
-        let readers = if file == Path::new(":memory:") || file.starts_with("file:") {
+        let in_memory = file
+            .to_str()
+            .is_some_and(|f| f == ":memory:" || f.starts_with("file:"));
+        let readers = if in_memory {
             None
         } else {
             Some(Readers::open(file, reader_threads())?)
@@ -1165,5 +1170,20 @@ mod tests {
             let read = store.user_activity(&user, 0).await;
             assert!(matches!(read, Err(StoreError::Corrupt(_))), "{read:?}");
         }
+    }
+
+    /// An in-memory database has no file for the reader threads: its reads stay on the pool.
+    #[tokio::test]
+    async fn an_in_memory_database_reads_through_the_pool() {
+        use crate::domain::UserId;
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        assert!(store.readers.is_none());
+        let user = UserId::parse("u1").unwrap();
+        assert!(store
+            .user_activity(&user, 0)
+            .await
+            .unwrap()
+            .history
+            .is_empty());
     }
 }
