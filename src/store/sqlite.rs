@@ -1129,6 +1129,10 @@ mod tests {
         assert!(!plan.contains("SCAN i"), "{plan}");
     }
 
+    async fn history_of(store: &SqliteStore, user: &crate::domain::UserId) -> Vec<HistoryEvent> {
+        store.user_activity(user, 0).await.unwrap().history
+    }
+
     /// The reader threads see every commit made after they opened, and report a stored value
     /// this version cannot read as corrupt data rather than failing the thread.
     #[tokio::test]
@@ -1140,12 +1144,7 @@ mod tests {
             .unwrap();
         assert!(store.readers.is_some());
         let user = UserId::parse("u1").unwrap();
-        assert!(store
-            .user_activity(&user, 0)
-            .await
-            .unwrap()
-            .history
-            .is_empty());
+        assert!(history_of(&store, &user).await.is_empty());
         let event = |item: &str, ts_ms| NewEvent {
             event_id: None,
             user_id: user.clone(),
@@ -1158,7 +1157,7 @@ mod tests {
             .append_events(vec![event("b", 2_000), event("a", 1_000)])
             .await
             .unwrap();
-        let seen = store.user_activity(&user, 0).await.unwrap().history;
+        let seen = history_of(&store, &user).await;
         let items: Vec<&str> = seen.iter().map(|e| e.item_id.as_str()).collect();
         assert_eq!(items, ["a", "b"]);
         assert_eq!(seen, store.user_history(&user).await.unwrap());
@@ -1179,11 +1178,6 @@ mod tests {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         assert!(store.readers.is_none());
         let user = UserId::parse("u1").unwrap();
-        assert!(store
-            .user_activity(&user, 0)
-            .await
-            .unwrap()
-            .history
-            .is_empty());
+        assert!(history_of(&store, &user).await.is_empty());
     }
 }
