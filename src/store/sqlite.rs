@@ -107,41 +107,45 @@ async fn shown_on(
         .collect()
 }
 
-/// `history_on` and `shown_on` for a reader thread's connection.
+/// `history_on` and `shown_on` for a reader thread's connection; the shown read's failure is
+/// kept apart, as `recorded_responses` treats it as none.
 fn activity_on(
     conn: &rusqlite::Connection,
     user: &str,
     shown: i64,
-) -> rusqlite::Result<(Vec<HistoryEvent>, rusqlite::Result<Vec<Shown>>)> {
-    let mut history = Vec::new();
-    let mut statement = conn.prepare_cached(USER_HISTORY)?;
-    let rows = statement.query_map((user, HISTORY_LIMIT), |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get(2)?))
-    })?;
-    for row in rows {
-        let (item_id, code, ts_ms) = row?;
-        let event_type =
-            EventType::from_code(code).ok_or(rusqlite::Error::IntegralValueOutOfRange(1, code))?;
-        history.push(HistoryEvent {
-            item_id,
-            event_type,
-            ts_ms,
-        });
-    }
+) -> StoreResult<(Vec<HistoryEvent>, StoreResult<Vec<Shown>>)> {
+    let mut statement = conn.prepare_cached(USER_HISTORY).map_err(from_sqlite)?;
+    let history = statement
+        .query_map((user, HISTORY_LIMIT), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(from_sqlite)?
+        .map(|row| {
+            let (item_id, code, ts_ms) = row.map_err(from_sqlite)?;
+            Ok(HistoryEvent {
+                item_id,
+                event_type: event_type(code)?,
+                ts_ms,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
     if shown <= 0 {
         return Ok((history, Ok(Vec::new())));
     }
-    let recorded = conn.prepare_cached(USER_SHOWN).and_then(|mut statement| {
-        statement
-            .query_map((user, shown), |r| {
-                Ok(Shown {
-                    recommendation_id: r.get(0)?,
-                    items: unpack_items(&r.get::<_, String>(1)?),
-                    shown_ms: r.get(2)?,
-                })
-            })?
-            .collect()
-    });
+    let recorded = conn
+        .prepare_cached(USER_SHOWN)
+        .and_then(|mut statement| {
+            statement
+                .query_map((user, shown), |r| {
+                    Ok(Shown {
+                        recommendation_id: r.get(0)?,
+                        items: unpack_items(&r.get::<_, String>(1)?),
+                        shown_ms: r.get(2)?,
+                    })
+                })?
+                .collect()
+        })
+        .map_err(from_sqlite);
     Ok((history, recorded))
 }
 
@@ -762,9 +766,9 @@ impl Store for SqliteStore {
         if let Some(readers) = &self.readers {
             let id = user.as_str().to_owned();
             let (history, recorded) = readers
-                .run(move |conn| activity_on(conn, &id, shown).map_err(from_sqlite))
+                .run(move |conn| activity_on(conn, &id, shown))
                 .await?;
-            let shown = recorded_responses(shown, async { recorded.map_err(from_sqlite) }).await;
+            let shown = recorded_responses(shown, async { recorded }).await;
             return Ok(UserActivity { history, shown });
         }
         // One connection for both: each acquisition and release is a round trip to the
