@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 
 use fnv::FnvHashMap;
 
-use crate::serving::penalized;
+use crate::{model::scoring::Scores, serving::penalized};
 
 /// The order of a ranked list of (item, model score, lowered score): higher lowered score
 /// first, ties to the lower index.
@@ -55,6 +55,40 @@ impl DemotedOrder {
     }
 }
 
+/// The `n` best items `keep` allows, best first, by score after the penalty for the showings
+/// in `counts`: the same list as penalising every score and taking the top `n`, without
+/// scoring every item. The penalty only lowers scores, so those `n` are among the `n + s`
+/// best before it, where `s` counts the shown items `keep` allows: at least `n` of the latter
+/// are unshown and keep their scores, and no item further down can pass them.
+pub fn penalized_top(
+    all: &Scores,
+    n: usize,
+    counts: &FnvHashMap<u32, u32>,
+    penalty: f32,
+    n_items: usize,
+    keep: impl Fn(u32) -> bool,
+) -> Vec<(u32, f32)> {
+    let shown = if penalty > 0.0 {
+        counts
+            .keys()
+            .filter(|&&i| (i as usize) < n_items && keep(i))
+            .count()
+    } else {
+        0
+    };
+    let mut top = all.top_k(n + shown, &keep);
+    if shown > 0 {
+        for (i, score) in &mut top {
+            if let Some(&c) = counts.get(i) {
+                *score = penalized(*score, c, penalty);
+            }
+        }
+        top.sort_by(|a, b| ranked(&(a.0, a.1, a.1), &(b.0, b.1, b.1)));
+        top.truncate(n);
+    }
+    top
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +104,27 @@ mod tests {
     }
 
     proptest! {
+        /// The list ranked on demand equals penalising every score and taking the best.
+        #[test]
+        fn penalized_top_equals_penalising_everything(
+            scores in prop::collection::vec(-5.0f32..5.0, 1..200),
+            shown in prop::collection::vec((0u32..220, 1u32..6), 0..60),
+            n in 1usize..20,
+            modulus in 1u32..5,
+        ) {
+            let counts: FnvHashMap<u32, u32> = shown.into_iter().collect();
+            let keep = |i: u32| i % modulus != 1 || modulus == 1;
+            let mut lowered = scores.clone();
+            for (&i, &c) in &counts {
+                if let Some(s) = lowered.get_mut(i as usize) {
+                    *s = penalized(*s, c, 0.3);
+                }
+            }
+            let want = crate::model::topk::top_k(&lowered, n, keep);
+            let all = Scores::Exact(scores.clone());
+            prop_assert_eq!(penalized_top(&all, n, &counts, 0.3, scores.len(), keep), want);
+        }
+
         /// Counting showings one response at a time ends in the order a full re-sort of the
         /// final counts gives.
         #[test]

@@ -33,7 +33,13 @@ pub struct Quantized {
     residual: Vec<f32>,
     /// `‖s_i codes_i‖₂`, rounded up.
     norm: Vec<f32>,
+    /// Up to [`LEADERS`] items, largest `norm` first: the items whose scores reach furthest
+    /// from zero either way, so their best lower bounds seed the threshold near its final value.
+    leaders: Vec<u32>,
 }
+
+/// How many large-norm items are kept to seed a top-k threshold (see [`Quantized::leaders`]).
+const LEADERS: usize = 4_096;
 
 /// Rounds a non-negative f64 up to an f32 that is not smaller.
 fn up(v: f64) -> f32 {
@@ -75,6 +81,7 @@ impl Quantized {
             scale: Vec::with_capacity(n),
             residual: Vec::with_capacity(n),
             norm: Vec::with_capacity(n),
+            leaders: Vec::new(),
         };
         for (row, codes) in factors
             .chunks_exact(k.max(1))
@@ -96,6 +103,14 @@ impl Quantized {
             });
             q.norm.push(up(norm.sqrt()));
         }
+        let mut by_norm: Vec<u32> = (0..n as u32).collect();
+        let desc = |a: &u32, b: &u32| q.norm[*b as usize].total_cmp(&q.norm[*a as usize]);
+        if n > LEADERS {
+            by_norm.select_nth_unstable_by(LEADERS - 1, desc);
+            by_norm.truncate(LEADERS);
+        }
+        by_norm.sort_unstable_by(desc);
+        q.leaders = by_norm;
         q
     }
 
@@ -160,6 +175,7 @@ impl AlsModel {
             user,
             approx,
             error,
+            leaders: &q.leaders,
         }
     }
 }
@@ -228,12 +244,13 @@ fn threshold_and_candidates(
     approx: &[f32],
     error: &[f32],
     k: usize,
+    seed: f32,
     keep: impl Fn(u32) -> bool,
 ) -> (f32, Vec<u32>) {
     let desc = |a: &f32, b: &f32| b.total_cmp(a);
     let mut buf: Vec<f32> = Vec::with_capacity(2 * k);
     let mut candidates: Vec<u32> = Vec::with_capacity(4 * k);
-    let mut cut = f32::NEG_INFINITY;
+    let mut cut = seed;
     // Once the cut has risen, nearly every block of items lies wholly below it: one branch-free
     // (vectorised) test per block skips those, instead of two branches per item. Errors are
     // never negative, so a lower bound above the cut implies an upper bound above it.
@@ -264,9 +281,37 @@ fn threshold_and_candidates(
         }
     }
     if buf.len() < k {
-        return (f32::NEG_INFINITY, candidates);
+        return (seed, candidates);
     }
-    (*buf.select_nth_unstable_by(k - 1, desc).1, candidates)
+    let kth = *buf.select_nth_unstable_by(k - 1, desc).1;
+    (kth.max(seed), candidates)
+}
+
+/// Leaders examined per item asked for, to seed the threshold.
+const SEED_PER_K: usize = 4;
+
+/// The `k`-th largest lower bound among `leaders` that `keep` allows (−∞ when fewer than `k`
+/// are allowed): the `k`-th best exact score over all items is at least this, so the full pass
+/// can start its threshold here instead of at −∞, and skip most items from the first block on.
+fn leaders_threshold(
+    approx: &[f32],
+    error: &[f32],
+    leaders: &[u32],
+    k: usize,
+    keep: impl Fn(u32) -> bool,
+) -> f32 {
+    let mut lower: Vec<f32> = leaders
+        .iter()
+        .filter_map(|&i| {
+            let l = approx[i as usize] - error[i as usize];
+            // NaN never sets a threshold (as in the full pass).
+            (!l.is_nan() && keep(i)).then_some(l)
+        })
+        .collect();
+    if lower.len() < k {
+        return f32::NEG_INFINITY;
+    }
+    *lower.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a)).1
 }
 
 /// Every item's score for one user, in the form that ranks fastest.
@@ -279,6 +324,8 @@ pub enum Scores<'m> {
         user: &'m [f32],
         approx: Vec<f32>,
         error: Vec<f32>,
+        /// [`Quantized::leaders`].
+        leaders: &'m [u32],
     },
 }
 
@@ -286,19 +333,27 @@ impl Scores<'_> {
     /// The `k` best items that `keep` allows, best first, ties by lower index: the same list
     /// as [`top_k`] over the exact scores.
     pub fn top_k(&self, k: usize, keep: impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
-        let (model, user, approx, error) = match self {
+        let (model, user, approx, error, leaders) = match self {
             Scores::Exact(all) => return top_k(all, k, keep),
             Scores::Bounded {
                 model,
                 user,
                 approx,
                 error,
-            } => (*model, *user, approx, error),
+                leaders,
+            } => (*model, *user, approx, error, *leaders),
         };
         if k == 0 {
             return Vec::new();
         }
-        let (threshold, mut candidates) = threshold_and_candidates(approx, error, k, &keep);
+        let seed = leaders_threshold(
+            approx,
+            error,
+            &leaders[..leaders.len().min(SEED_PER_K * k)],
+            k,
+            &keep,
+        );
+        let (threshold, mut candidates) = threshold_and_candidates(approx, error, k, seed, &keep);
         candidates.retain(|&i| may_reach(approx[i as usize], error[i as usize], threshold));
         let mut top = TopK::new(k);
         for (i, s) in candidates
@@ -406,5 +461,44 @@ mod tests {
         );
         let nan = vec![f32::NAN; k];
         assert_eq!(m.scores(&nan).top_k(12, |_| true), vec![]);
+    }
+
+    #[test]
+    fn the_leaders_seed_is_a_valid_threshold_whatever_the_filter() {
+        let (n, k) = (3_000, 32);
+        let m = model(n, k, 7);
+        let users = random_factors(10, k, 70);
+        for x in users.chunks_exact(k) {
+            let scores = m.scores(x);
+            let Scores::Bounded {
+                approx,
+                error,
+                leaders,
+                ..
+            } = &scores
+            else {
+                unreachable!("an iALS model ranks through the bounds")
+            };
+            let top = 20;
+            let led: std::collections::HashSet<u32> =
+                leaders[..SEED_PER_K * top].iter().copied().collect();
+            // Everything, only the leaders, everything but the leaders.
+            let filters: [&dyn Fn(u32) -> bool; 3] =
+                [&|_| true, &|i| led.contains(&i), &|i| !led.contains(&i)];
+            for keep in filters {
+                let seed =
+                    leaders_threshold(approx, error, &leaders[..SEED_PER_K * top], top, keep);
+                let mut lower: Vec<f32> = (0..n as u32)
+                    .filter(|&i| keep(i))
+                    .map(|i| approx[i as usize] - error[i as usize])
+                    .collect();
+                lower.sort_by(|a, b| b.total_cmp(a));
+                assert!(
+                    seed <= lower[top - 1],
+                    "seed {seed} above the k-th lower bound"
+                );
+                assert_eq!(scores.top_k(top, keep), reference(&m, x, top, keep));
+            }
+        }
     }
 }

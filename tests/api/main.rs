@@ -122,6 +122,7 @@ on_both_backends! {
         hidden_items_never_come_back,
         unavailable_and_deleted_items_are_never_recommended,
         a_category_filter_returns_only_that_category,
+        a_narrow_category_ranks_past_the_cached_shortlist,
         similar_items_come_from_the_same_taste,
         popular_lists_recent_popularity,
     ],

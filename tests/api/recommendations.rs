@@ -258,6 +258,50 @@ pub async fn a_category_filter_returns_only_that_category(backend: Backend) {
     );
 }
 
+/// A category too narrow for the user's cached shortlist: the request ranks again with the
+/// filter applied, and must give the same items, in the same order, as filtering a list long
+/// enough to hold them.
+pub async fn a_narrow_category_ranks_past_the_cached_shortlist(backend: Backend) {
+    const ITEMS: usize = 150;
+    let app = TestApp::spawn_with(backend, |c| {
+        small_model(c);
+        // Responses must not demote what the next one lists: the lists are compared.
+        c.impression_penalty = 0.0;
+    })
+    .await;
+    app.post_events_ok(&Value::Array(planted(USERS, ITEMS, PER_USER, SEED)))
+        .await;
+    assert_eq!(app.retrain_wait().await["status"], "accepted");
+    let rare = |id: &str| id[1..].parse::<usize>().unwrap() % 10 == 0;
+    let items: Vec<Value> = (0..ITEMS)
+        .map(|i| {
+            let category = if i % 10 == 0 { "rare" } else { "common" };
+            json!({"item_id": item(i), "categories": [category]})
+        })
+        .collect();
+    let response = app
+        .send_json(Method::POST, "/v1/items", &Value::Array(items))
+        .await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+
+    for user in ["u0", "u7", "u42"] {
+        // 100 is more than the cached shortlist holds: this list is ranked past it too.
+        let all = ids(&app.recommend(user, "n=100").await);
+        assert_eq!(all.len(), 100);
+        assert_eq!(ids(&app.recommend(user, "n=10").await), all[..10]);
+        let rare_in_all: Vec<String> = all.iter().filter(|i| rare(i)).cloned().collect();
+        // The shortlist holds the best 64: ask for one more rare item than it has.
+        let n = all[..64].iter().filter(|i| rare(i)).count() + 1;
+        assert!(
+            rare_in_all.len() >= n,
+            "{user}: too few rare items to compare"
+        );
+        let body = app.recommend(user, &format!("n={n}&category=rare")).await;
+        assert_eq!(ids(&body), rare_in_all[..n], "{user}: {body}");
+        scores_descend(&body);
+    }
+}
+
 pub async fn similar_items_come_from_the_same_taste(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let version = app.seed_and_train().await;
