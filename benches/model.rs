@@ -63,40 +63,92 @@ fn recommend(c: &mut Criterion) {
     group.finish();
 }
 
-/// What a cold request ranks: the 256-item shortlist of a 20,000-item model through the 8-bit
-/// bound pass (`model::scoring`), for a user folded in from 10 events (the eigenbasis path).
+/// What a cold request ranks: the user's shortlist of a 20,000-item model through the 8-bit
+/// bound pass (`model::scoring`), 64 items (a user's cached shortlist) and 256 (the popular one),
+/// for users folded in from their histories.
 ///
 /// Random factors bound each other's scores less tightly than trained ones do; with
 /// `RECLOOP_BENCH_MODEL` naming a stored iALS model blob (e.g. `sqlite3 recloop.db "SELECT
 /// writefile('model.bin', data) FROM model_blobs"` after `recloop synth`, `import`, `train`),
-/// its item factors are ranked instead.
+/// its item factors are ranked instead. With `RECLOOP_BENCH_LOG` also naming the log it was
+/// trained on (`user_id,item_id,...` CSV), the first 500 users' own histories are folded in;
+/// otherwise one evenly spread 10-item history, which ranks faster than real ones.
 fn shortlist(c: &mut Criterion) {
-    let mut group = c.benchmark_group("shortlist_k128_top256");
-    let model = match std::env::var("RECLOOP_BENCH_MODEL") {
+    let mut group = c.benchmark_group("shortlist_k128");
+    let (model, item_ids) = match std::env::var("RECLOOP_BENCH_MODEL") {
         Ok(path) => {
             let blob = std::fs::read(path).expect("model blob");
-            match FittedModel::from_bytes(&blob).expect("a model").ranker {
-                Ranker::Ials(m) => m,
+            let fitted = FittedModel::from_bytes(&blob).expect("a model");
+            match fitted.ranker {
+                Ranker::Ials(m) => (m, fitted.item_ids),
                 Ranker::Ease(_) => panic!("RECLOOP_BENCH_MODEL is not an iALS model"),
             }
         }
-        Err(_) => model(20_000, 128),
+        Err(_) => (model(20_000, 128), Vec::new()),
     };
-    let hist = history(10, model.n_items);
-    let seen: Vec<u32> = hist.iter().map(|&(i, _)| i).collect();
-    let x = model.fold_in(&hist);
-    group.bench_function("fold_in_10", |b| b.iter(|| model.fold_in(black_box(&hist))));
-    group.bench_function("bounds_20000", |b| {
-        b.iter(|| drop(model.scores(black_box(&x))))
-    });
-    group.bench_function("rank_20000", |b| {
-        b.iter(|| {
-            model
-                .scores(black_box(&x))
-                .top_k(256, |i| seen.binary_search(&i).is_err())
+    let histories = match std::env::var("RECLOOP_BENCH_LOG") {
+        Ok(path) => log_histories(&path, &item_ids, 500),
+        Err(_) => vec![history(10, model.n_items)],
+    };
+    let users: Vec<(Vec<f32>, Vec<u32>)> = histories
+        .iter()
+        .map(|h| {
+            let mut seen: Vec<u32> = h.iter().map(|&(i, _)| i).collect();
+            seen.sort_unstable();
+            (model.fold_in(h), seen)
         })
+        .collect();
+    group.bench_function("fold_in", |b| {
+        let mut next = histories.iter().cycle();
+        b.iter(|| model.fold_in(black_box(next.next().expect("a history"))))
     });
+    group.bench_function("bounds", |b| {
+        let mut next = users.iter().cycle();
+        b.iter(|| drop(model.scores(black_box(&next.next().expect("a user").0))))
+    });
+    for len in [64, 256] {
+        group.bench_with_input(BenchmarkId::new("rank_top", len), &len, |b, &len| {
+            let mut next = users.iter().cycle();
+            b.iter(|| {
+                let (x, seen) = next.next().expect("a user");
+                model
+                    .scores(black_box(x))
+                    .top_k(len, |i| seen.binary_search(&i).is_err())
+            })
+        });
+    }
     group.finish();
+}
+
+/// The first `users` users' histories in a `user_id,item_id,...` CSV log (a header line
+/// first), each event with weight 1, items numbered as the model numbers them.
+fn log_histories(path: &str, item_ids: &[String], users: usize) -> Vec<Vec<(u32, f32)>> {
+    let index: std::collections::HashMap<&str, u32> = item_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i as u32))
+        .collect();
+    let log = std::fs::read_to_string(path).expect("the log");
+    let mut order: Vec<&str> = Vec::new();
+    let mut by_user: std::collections::HashMap<&str, Vec<(u32, f32)>> = Default::default();
+    for line in log.lines().skip(1) {
+        let mut fields = line.split(',');
+        let (Some(user), Some(item)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some(&i) = index.get(item) else { continue };
+        if !by_user.contains_key(user) {
+            if order.len() == users {
+                continue;
+            }
+            order.push(user);
+        }
+        by_user.entry(user).or_default().push((i, 1.0));
+    }
+    order
+        .iter()
+        .map(|u| by_user.remove(u).unwrap_or_default())
+        .collect()
 }
 
 /// Fold-in alone, for short and long histories (it is cubic in k, linear in history).
