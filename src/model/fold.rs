@@ -11,7 +11,7 @@
 
 use super::als::{row_regularization, AlsParams};
 use super::linalg::{cholesky_solve, dot64};
-use faer::{Mat, Side};
+use faer::{linalg::matmul::matmul, Accum, Mat, MatMut, MatRef, Par, Side};
 
 /// The eigendecomposition of a model's Gram matrix.
 #[derive(Clone, Debug)]
@@ -61,18 +61,24 @@ impl Eigen {
         if shifted.iter().any(|&v| v <= 1e-9 * max.max(1.0)) {
             return false;
         }
-        // Z_j = Qᵀ y_j: the history items in the eigenbasis.
-        let mut z = vec![0.0f64; n * k];
-        let mut y = vec![0.0f64; k];
-        for (&j, zj) in idx.iter().zip(z.chunks_exact_mut(k)) {
+        // Z_j = Qᵀ y_j: the history items in the eigenbasis, as one `n × k` by `k × k` product
+        // (faer picks AVX2 / AVX-512 FMA kernels at run time; this was most of a fold-in).
+        let mut y = vec![0.0f64; n * k];
+        for (&j, yj) in idx.iter().zip(y.chunks_exact_mut(k)) {
             let row = &fixed[j as usize * k..(j as usize + 1) * k];
-            for (d, &v) in y.iter_mut().zip(row) {
+            for (d, &v) in yj.iter_mut().zip(row) {
                 *d = f64::from(v);
             }
-            for (zm, q) in zj.iter_mut().zip(self.vectors.chunks_exact(k)) {
-                *zm = dot64(q, &y);
-            }
         }
+        let mut z = vec![0.0f64; n * k];
+        matmul(
+            MatMut::from_row_major_slice_mut(&mut z, n, k),
+            Accum::Replace,
+            MatRef::from_row_major_slice(&y, n, k),
+            MatRef::from_row_major_slice(&self.vectors, k, k).transpose(),
+            1.0,
+            Par::Seq,
+        );
         // β = Λ'⁻¹ Qᵀ b with b = Σ c_j y_j: M⁻¹ b in the eigenbasis.
         let mut beta = vec![0.0f64; k];
         for (zj, &wj) in z.chunks_exact(k).zip(w) {
@@ -111,11 +117,14 @@ impl Eigen {
             }
         }
         let mut out = vec![0.0f64; k];
-        for (q, &bm) in self.vectors.chunks_exact(k).zip(&beta) {
-            for (o, &qv) in out.iter_mut().zip(q) {
-                *o += bm * qv;
-            }
-        }
+        matmul(
+            MatMut::from_column_major_slice_mut(&mut out, k, 1),
+            Accum::Replace,
+            MatRef::from_row_major_slice(&self.vectors, k, k).transpose(),
+            MatRef::from_column_major_slice(&beta, k, 1),
+            1.0,
+            Par::Seq,
+        );
         for (xi, o) in x.iter_mut().zip(out) {
             *xi = o as f32;
         }
