@@ -388,8 +388,8 @@ impl Online {
     /// model) until `shutdown` turns true.
     pub async fn run_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let tick = Duration::from_secs(self.config.online_tick_secs.max(1));
-        let models = self.store.model_notifications();
-        while crate::training::next_round(models.as_deref(), tick, &mut shutdown).await {
+        let mut models = self.store.model_notifications();
+        while crate::training::next_round(models.as_mut(), tick, &mut shutdown).await {
             if let Err(e) = self.tick().await {
                 tracing::warn!(error = ?e, "online round failed");
             }

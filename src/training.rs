@@ -284,16 +284,21 @@ fn recorded_params(
 }
 
 /// Waits for the next round of a background loop: `wait` elapsed, or another replica announced
-/// a new model (`models`, on a shared database). False once `shutdown` turns true.
+/// a new model (`models`, on a shared database) since the last round began, even while this
+/// loop was busy with it. False once `shutdown` turns true.
 pub async fn next_round(
-    models: Option<&tokio::sync::Notify>,
+    models: Option<&mut watch::Receiver<u64>>,
     wait: std::time::Duration,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     let notified = async {
-        match models {
-            Some(n) => n.notified().await,
-            None => std::future::pending().await,
+        let changed = match models {
+            Some(rx) => rx.changed().await.is_ok(),
+            None => false,
+        };
+        // No channel, or the store is gone: only the timer is left.
+        if !changed {
+            std::future::pending::<()>().await;
         }
     };
     tokio::select! {
@@ -521,8 +526,8 @@ impl Trainer {
     pub async fn run_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let tick = std::time::Duration::from_secs(self.config.trainer_tick_secs.max(1));
         let mut backoff = tick;
-        let models = self.store.model_notifications();
-        while next_round(models.as_deref(), backoff, &mut shutdown).await {
+        let mut models = self.store.model_notifications();
+        while next_round(models.as_mut(), backoff, &mut shutdown).await {
             if let Err(e) = adopt_newest(&self.store, &self.serving).await {
                 tracing::warn!(error = ?e, "could not check for a newer model");
             }
@@ -539,5 +544,34 @@ impl Trainer {
                 }
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A model announced while a background loop was busy with its round (not waiting) still
+    /// starts the next round at once, instead of waiting out the poll interval.
+    #[tokio::test]
+    async fn an_announcement_made_while_busy_is_not_lost() {
+        let (announce, mut models) = watch::channel(0u64);
+        let (_stop, mut shutdown) = watch::channel(false);
+        let hour = Duration::from_secs(3_600);
+        announce.send_modify(|n| *n += 1);
+        let round = tokio::time::timeout(
+            Duration::from_secs(10),
+            next_round(Some(&mut models), hour, &mut shutdown),
+        )
+        .await;
+        assert!(matches!(round, Ok(true)), "the announcement was lost");
+        // Seen once: without a new announcement the next round waits for its timer.
+        let again = tokio::time::timeout(
+            Duration::from_millis(200),
+            next_round(Some(&mut models), hour, &mut shutdown),
+        )
+        .await;
+        assert!(again.is_err(), "a round without a new announcement");
     }
 }

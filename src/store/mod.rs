@@ -362,8 +362,10 @@ pub trait Store: Send + Sync + 'static {
         Ok(Some(TrainingLease::local()))
     }
 
-    /// Woken when another process accepted a model (None: no such channel; poll instead).
-    fn model_notifications(&self) -> Option<Arc<tokio::sync::Notify>> {
+    /// Changes when another process accepted a model (None: no such channel; poll instead).
+    /// Each caller gets its own receiver, which remembers a change made while its owner was
+    /// busy: a loop that is not waiting at the moment of the announcement still wakes for it.
+    fn model_notifications(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
 

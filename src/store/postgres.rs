@@ -13,7 +13,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
     ConnectOptions, PgExecutor, PgPool, Postgres, QueryBuilder, Row,
 };
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::*;
 
@@ -34,7 +34,8 @@ const MODEL_CHANNEL: &str = "recloop_models";
 pub struct PostgresStore {
     pool: PgPool,
     options: PgConnectOptions,
-    models: Arc<Notify>,
+    /// Counts the model announcements heard (see [`Store::model_notifications`]).
+    models: Arc<watch::Sender<u64>>,
     appends: mpsc::Sender<AppendJob>,
 }
 
@@ -97,7 +98,7 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let models = Arc::new(Notify::new());
+        let models = Arc::new(watch::Sender::new(0));
         tokio::spawn(listen_for_models(pool.clone(), models.clone()));
         let (appends, jobs) = mpsc::channel(1024);
         tokio::spawn(group_commit(pool.clone(), jobs));
@@ -114,10 +115,11 @@ impl PostgresStore {
     }
 }
 
-/// Wakes `models` on every NOTIFY of a new model, for as long as the process runs. The
+/// Bumps `models` on every NOTIFY of a new model, for as long as the process runs. The
 /// listener reconnects by itself after an outage; a notification missed meanwhile is caught
-/// by the trainer's polling, and a reconnect wakes the waiters once to be sure.
-async fn listen_for_models(pool: PgPool, models: Arc<Notify>) {
+/// by the trainer's polling, and every (re)connection bumps it once to be sure.
+async fn listen_for_models(pool: PgPool, models: Arc<watch::Sender<u64>>) {
+    let announce = || models.send_modify(|n| *n = n.wrapping_add(1));
     // Ends with the pool, so a closed store lets go of its connections.
     while !pool.is_closed() {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -133,10 +135,10 @@ async fn listen_for_models(pool: PgPool, models: Arc<Notify>) {
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
         }
-        models.notify_waiters();
+        announce();
         loop {
             match listener.try_recv().await {
-                Ok(Some(_)) => models.notify_waiters(),
+                Ok(Some(_)) => announce(),
                 // The connection dropped: listen anew (and wake the waiters once).
                 Ok(None) => break,
                 Err(e) => {
@@ -334,8 +336,8 @@ impl Store for PostgresStore {
         Ok(got.then(|| TrainingLease::shared(Box::new(AdvisoryLease(conn)))))
     }
 
-    fn model_notifications(&self) -> Option<Arc<Notify>> {
-        Some(self.models.clone())
+    fn model_notifications(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.models.subscribe())
     }
 
     async fn append_events(&self, events: Vec<NewEvent>) -> StoreResult<AppendOutcome> {

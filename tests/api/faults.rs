@@ -95,7 +95,7 @@ impl Store for FaultyStore {
         self.inner.try_training_lease().await
     }
 
-    fn model_notifications(&self) -> Option<Arc<tokio::sync::Notify>> {
+    fn model_notifications(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.inner.model_notifications()
     }
 
