@@ -9,7 +9,10 @@ use recloop::{
     simulate::{arms::ArmKind, run, Options},
 };
 
-/// A shop small enough for an unoptimised build: 200 users, 300 items, 12 periods.
+/// A shop small enough for an unoptimised build: 200 users, 300 items, 16 periods. The first
+/// retraining must land before the last 6 (the ones scored), and a period lasts well under a
+/// second here: the 10 periods before them leave a debug-build training on a loaded CI machine
+/// time to finish (with 12, one CI run of 2026-12-03 scored the last 6 on the first model).
 fn options(out_dir: std::path::PathBuf) -> Options {
     Options {
         url: None,
@@ -17,7 +20,7 @@ fn options(out_dir: std::path::PathBuf) -> Options {
         admin_key: None,
         users: 200,
         items: 300,
-        periods: 12,
+        periods: 16,
         warmup_periods: 2,
         sessions_per_period: 150,
         seed: 1,
@@ -69,7 +72,7 @@ async fn the_loop_beats_popularity_on_the_same_shoppers() {
     );
 
     let csv = std::fs::read_to_string(dir.path().join("simulation.csv")).expect("the CSV");
-    assert_eq!(csv.lines().count(), 1 + 12 * 3);
+    assert_eq!(csv.lines().count(), 1 + options.periods * 3);
     let svg = std::fs::read_to_string(dir.path().join("simulation.svg")).expect("the chart");
     assert!(svg.contains("<svg") && svg.contains("oracle"));
 }
