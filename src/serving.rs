@@ -716,14 +716,16 @@ impl Serving {
                         !hidden(i) && snap.uncertain[i as usize]
                     }));
                 }
-                let view = self.catalog.view();
-                let ids = &snap.model.item_ids;
-                let allowed =
-                    |i: u32| !hidden(i) && view.allows(&ids[i as usize], q.category.as_deref());
-                penalized_top(&all, q.n, &shown.counts, penalty, ids.len(), allowed)
-                    .into_iter()
-                    .map(|(i, score)| ScoredItem::new(ids[i as usize].clone(), score))
-                    .collect()
+                // As in `best`: the view is let go before `pick` takes its own.
+                let ranked = {
+                    let view = self.catalog.view();
+                    let ids = &snap.model.item_ids;
+                    penalized_top(&all, q.n, &shown.counts, penalty, ids.len(), |i| {
+                        !hidden(i) && view.allows(&ids[i as usize], q.category.as_deref())
+                    })
+                };
+                self.pick(snap, ranked, false, q, |_| false)
+                    .unwrap_or_default()
             }
         };
         drop(shown);

@@ -139,7 +139,7 @@ async fn listen_for_models(pool: PgPool, models: Arc<watch::Sender<u64>>) {
         loop {
             match listener.try_recv().await {
                 Ok(Some(_)) => announce(),
-                // The connection dropped: listen anew (and wake the waiters once).
+                // The connection dropped: listen anew (and announce once more).
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "model listener lost its connection");
