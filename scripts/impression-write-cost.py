@@ -11,6 +11,12 @@ per row, so the layouts compare within one run on a noisy machine:
                    and (shown_ms) indexes
   without_rowid    the same with the row kept in the primary key's tree
   no_user_index    the current schema without (user_id, shown_ms): what that index costs
+  pk_only          only the row in its primary key's tree: the floor of any layout that keeps
+                   a row per response (it cannot answer "this user's newest responses")
+  grouped          pk_only, plus one row per user per transaction listing that user's
+                   responses, indexed by (user_id, time): a per-user read at one random index
+                   entry per user and flush instead of per response (timed with the Python
+                   that groups the batch, so it is a little pessimistic)
 
 Python's sqlite3 module links its own SQLite, so the absolute times differ from the server's;
 the ratios are the point.
@@ -33,6 +39,12 @@ LAYOUTS = {
     "current": f"CREATE TABLE impressions ({COLUMNS}); {USER_INDEX} {SHOWN_INDEX}",
     "without_rowid": f"CREATE TABLE impressions ({COLUMNS}) WITHOUT ROWID; {USER_INDEX} {SHOWN_INDEX}",
     "no_user_index": f"CREATE TABLE impressions ({COLUMNS}); {SHOWN_INDEX}",
+    "pk_only": f"CREATE TABLE impressions ({COLUMNS}) WITHOUT ROWID;",
+    "grouped": f"CREATE TABLE impressions ({COLUMNS}) WITHOUT ROWID; "
+    "CREATE TABLE impression_groups (user_id TEXT NOT NULL, flushed_ms INTEGER NOT NULL, "
+    "responses TEXT NOT NULL); "
+    "CREATE INDEX impression_groups_user ON impression_groups (user_id, flushed_ms);"
+    "CREATE INDEX impression_groups_flushed ON impression_groups (flushed_ms);",
 }
 BATCH = 20_000
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -70,6 +82,12 @@ def per_row_us(layout, rows_by_batch, directory):
         start = time.perf_counter()
         db.execute("BEGIN")
         db.executemany("INSERT OR IGNORE INTO impressions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if layout == "grouped":
+            by_user = {}
+            for r in rows:
+                by_user.setdefault(r[1], []).append(f"{r[0]}\t{r[7]}\t{r[6]}")
+            db.executemany("INSERT INTO impression_groups VALUES (?, ?, ?)",
+                           [(u, rows[-1][7], "\x1e".join(v)) for u, v in by_user.items()])
         db.execute("COMMIT")
         spent += time.perf_counter() - start
     db.close()
