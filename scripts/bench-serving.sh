@@ -11,14 +11,17 @@
 # the targets: recommendations at
 # >= 60% of the baseline's throughput, p99 <= 10 ms. About 2 minutes after the build.
 #
-# CEILING=1 adds a phase between 1 and 2: the same recommendations requests against a build of
-# this code whose handler does no recommendation work at all (scripts/ceiling.patch: a fresh id
-# and ten fixed items, through the real router, middleware and JSON). That is the most any
-# recommendations endpoint can reach on this stack and machine. The build goes to
-# target/ceiling (a full build the first time).
+# VARIANTS="ceiling no-impressions" adds a phase per named variant after 1: the same
+# recommendations requests against a build of this tree with scripts/variants/NAME.patch applied,
+# on the same database. They bound what is left to gain:
+#   ceiling         the handler does no recommendation work at all (a fresh id and ten fixed
+#                   items through the real router, middleware and JSON): the most any
+#                   recommendations endpoint reaches on this stack and machine;
+#   no-impressions  everything as usual except that responses are never written to the store.
+# The variants build in target/variants (a full build the first time, then ~1 minute each).
 #
 #   scripts/bench-serving.sh
-#   CEILING=1 scripts/bench-serving.sh
+#   VARIANTS="ceiling no-impressions" scripts/bench-serving.sh
 #   TRAIN_CSV=/path/to/train.csv SECS=15 WARMUP_SECS=5 scripts/bench-serving.sh
 set -euo pipefail
 
@@ -39,16 +42,6 @@ run cargo build --release --bin recloop --example baseline
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/release/recloop
 BASELINE=$TARGET/release/examples/baseline
-if [[ -n ${CEILING:-} ]]; then
-    echo "== build the ceiling (scripts/ceiling.patch on a copy of this tree)"
-    CEILING_SRC=$(mktemp -d)
-    tar --exclude=./target --exclude=./.git -cf - . | tar -xf - -C "$CEILING_SRC"
-    (cd "$CEILING_SRC" && patch -p1 --quiet <scripts/ceiling.patch)
-    run cargo build --release --bin recloop --manifest-path "$CEILING_SRC/Cargo.toml" \
-        --target-dir "$TARGET/ceiling"
-    rm -rf "$CEILING_SRC"
-    CEILING_BIN=$TARGET/ceiling/release/recloop
-fi
 
 # wrk is a Debian package (seconds to install); `cargo install oha` compiles for many minutes.
 if ! command -v wrk >/dev/null; then
@@ -56,15 +49,29 @@ if ! command -v wrk >/dev/null; then
 fi
 
 WORK=$(mktemp -d)
+VARIANT_BINS=$(mktemp -d)
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$VARIANT_BINS"
 }
 trap cleanup EXIT INT TERM
+
+VARIANTS=${VARIANTS:-}
+for variant in $VARIANTS; do
+    echo "== build the variant $variant (scripts/variants/$variant.patch on a copy of this tree)"
+    src=$VARIANT_BINS/$variant-src
+    mkdir "$src"
+    tar --exclude=./target --exclude=./.git -cf - . | tar -xf - -C "$src"
+    (cd "$src" && patch -p1 --quiet <"scripts/variants/$variant.patch")
+    run cargo build --release --bin recloop --manifest-path "$src/Cargo.toml" \
+        --target-dir "$TARGET/variants"
+    cp "$TARGET/variants/release/recloop" "$VARIANT_BINS/$variant"
+    rm -rf "$src"
+done
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -131,21 +138,21 @@ phase() {
 # The baseline gets the same request paths as the recommendations (it answers any GET).
 phase baseline "http://127.0.0.1:$BASE_PORT" "$WORK/recommendations.txt" "$BASELINE_PID"
 phase recommendations "$URL" "$WORK/recommendations.txt" "$SERVER_PID"
-if [[ -n ${CEILING_BIN:-} ]]; then
-    CEILING_PORT=$(free_port)
-    "$CEILING_BIN" serve --bind "127.0.0.1:$CEILING_PORT" >"$WORK/ceiling.log" 2>&1 &
+for variant in $VARIANTS; do
+    VARIANT_PORT=$(free_port)
+    "$VARIANT_BINS/$variant" serve --bind "127.0.0.1:$VARIANT_PORT" >"$WORK/$variant.log" 2>&1 &
     PIDS+=($!)
-    CEILING_PID=$!
-    wait_up "http://127.0.0.1:$CEILING_PORT/readyz" || { cat "$WORK/ceiling.log"; exit 1; }
-    phase ceiling "http://127.0.0.1:$CEILING_PORT" "$WORK/recommendations.txt" "$CEILING_PID"
-    kill "$CEILING_PID"
-fi
+    VARIANT_PID=$!
+    wait_up "http://127.0.0.1:$VARIANT_PORT/readyz" || { cat "$WORK/$variant.log"; exit 1; }
+    phase "$variant" "http://127.0.0.1:$VARIANT_PORT" "$WORK/recommendations.txt" "$VARIANT_PID"
+    kill "$VARIANT_PID"
+done
 phase similar "$URL" "$WORK/similar.txt" "$SERVER_PID"
 phase popular "$URL" "$WORK/popular.txt" "$SERVER_PID"
 
 echo
 echo "== summary ($(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
-python3 - "$WORK" "$(getconf CLK_TCK)" <<'EOF'
+python3 - "$WORK" "$(getconf CLK_TCK)" "$VARIANTS" <<'EOF'
 import json, sys
 work, hz = sys.argv[1], float(sys.argv[2])
 def wrk(name):
@@ -158,9 +165,8 @@ base = wrk("baseline")
 print(f"{'endpoint':<16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs baseline':>12} "
       f"{'server CPU/req':>15} {'errors':>7}")
 rows = {}
-import os
-names = ["baseline", "recommendations", "ceiling", "similar", "popular"]
-for name in [n for n in names if os.path.exists(f"{work}/{n}.out")]:
+variants = sys.argv[3].split()
+for name in ["baseline", "recommendations", *variants, "similar", "popular"]:
     r = rows[name] = wrk(name)
     ratio = r["requests_per_s"] / base["requests_per_s"]
     print(f"{name:<16} {r['requests_per_s']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
