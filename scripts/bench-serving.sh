@@ -84,6 +84,16 @@ wait_up() {
     echo "nothing answers $1" >&2
     return 1
 }
+# start NAME READY_URL COMMAND...: runs COMMAND in the background with its output in
+# $WORK/NAME.log, waits until READY_URL answers, and leaves its pid in STARTED.
+start() {
+    local name=$1 ready=$2
+    shift 2
+    "$@" >"$WORK/$name.log" 2>&1 &
+    STARTED=$!
+    PIDS+=("$STARTED")
+    wait_up "$ready" || { cat "$WORK/$name.log"; exit 1; }
+}
 
 export DATABASE_URL=sqlite://$WORK/recloop.db
 # No background training: it would compete for the 2 cores mid-measurement.
@@ -96,10 +106,8 @@ run "$BIN" train 2>/dev/null | sed -n 1p
 
 PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
-"$BIN" serve --bind "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
-PIDS+=($!)
-SERVER_PID=$!
-wait_up "$URL/readyz" || { cat "$WORK/server.log"; exit 1; }
+start server "$URL/readyz" "$BIN" serve --bind "127.0.0.1:$PORT"
+SERVER_PID=$STARTED
 
 # Every user and every item of the split, shuffled with a fixed seed.
 tail -n +2 "$TRAIN_CSV" | cut -d, -f1 | sort -u | shuf --random-source=<(yes) \
@@ -112,10 +120,9 @@ echo "$(wc -l <"$WORK/recommendations.txt") users, $(wc -l <"$WORK/similar.txt")
 # The baseline answers a real answer of the model just trained, byte for byte.
 curl -sf "$URL$(head -1 "$WORK/recommendations.txt")" >"$WORK/body.json"
 BASE_PORT=$(free_port)
-"$BASELINE" --bind "127.0.0.1:$BASE_PORT" --body-file "$WORK/body.json" >"$WORK/baseline.log" 2>&1 &
-PIDS+=($!)
-BASELINE_PID=$!
-wait_up "http://127.0.0.1:$BASE_PORT/" || { cat "$WORK/baseline.log"; exit 1; }
+start baseline "http://127.0.0.1:$BASE_PORT/" \
+    "$BASELINE" --bind "127.0.0.1:$BASE_PORT" --body-file "$WORK/body.json"
+BASELINE_PID=$STARTED
 cat "$WORK/baseline.log"
 
 # CPU ticks (user + system, all threads) a process has used so far.
@@ -140,12 +147,10 @@ phase baseline "http://127.0.0.1:$BASE_PORT" "$WORK/recommendations.txt" "$BASEL
 phase recommendations "$URL" "$WORK/recommendations.txt" "$SERVER_PID"
 for variant in $VARIANTS; do
     VARIANT_PORT=$(free_port)
-    "$VARIANT_BINS/$variant" serve --bind "127.0.0.1:$VARIANT_PORT" >"$WORK/$variant.log" 2>&1 &
-    PIDS+=($!)
-    VARIANT_PID=$!
-    wait_up "http://127.0.0.1:$VARIANT_PORT/readyz" || { cat "$WORK/$variant.log"; exit 1; }
-    phase "$variant" "http://127.0.0.1:$VARIANT_PORT" "$WORK/recommendations.txt" "$VARIANT_PID"
-    kill "$VARIANT_PID"
+    start "$variant" "http://127.0.0.1:$VARIANT_PORT/readyz" \
+        "$VARIANT_BINS/$variant" serve --bind "127.0.0.1:$VARIANT_PORT"
+    phase "$variant" "http://127.0.0.1:$VARIANT_PORT" "$WORK/recommendations.txt" "$STARTED"
+    kill "$STARTED"
 done
 phase similar "$URL" "$WORK/similar.txt" "$SERVER_PID"
 phase popular "$URL" "$WORK/popular.txt" "$SERVER_PID"
