@@ -6,8 +6,8 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use recloop::model::similarity::similar_items;
 use recloop::model::synthetic::{planted, random_factors};
 use recloop::model::topk::top_k;
+use recloop::model::FittedModel;
 use recloop::model::{als, AlsModel, AlsParams, Interactions, Ranker};
-use recloop::serving::FittedModel;
 
 /// 5,000 users × 2,000 items, 40 events each (200k events), 64 factors, 5 rounds.
 fn fit(c: &mut Criterion) {

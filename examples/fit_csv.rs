@@ -26,9 +26,9 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use recloop::{
     domain::{EventType, EventWeights},
+    learn::fit::IndexedLog,
     model::{als, AlsParams, Interactions, LogEvent},
     store::{Log, LogRow},
-    training::IndexedLog,
 };
 
 #[derive(Parser)]

@@ -167,6 +167,33 @@ impl EventWeights {
     }
 }
 
+/// Which model answered a response: the champion, or a challenger trying for its place.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Arm {
+    Champion,
+    Challenger,
+}
+
+impl Arm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Champion => "champion",
+            Self::Challenger => "challenger",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "champion" => Some(Self::Champion),
+            "challenger" => Some(Self::Challenger),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

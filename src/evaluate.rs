@@ -9,11 +9,11 @@ use serde::Serialize;
 use crate::{
     domain::{EventType, EventWeights, NewEvent},
     import::read_csv,
+    learn::fit::{self, TrainingParams},
     model::{
         holdout, metrics::Quality, popularity::popularity, selection, Interactions, LogEvent,
         RankerConfig,
     },
-    training::{self, TrainingParams},
 };
 
 /// One algorithm's figures.
@@ -111,7 +111,7 @@ pub fn evaluate(split: &Split, params: &TrainingParams) -> Vec<Row> {
     let mut pipelines = vec![(RankerConfig::ials(params.als.clone()), 0.0)];
     if params.select {
         let started = Instant::now();
-        let (chosen, _) = training::choose(params, split.n_users, split.n_items, &split.train);
+        let (chosen, _) = fit::choose(params, split.n_users, split.n_items, &split.train);
         pipelines.push((chosen, started.elapsed().as_secs_f64()));
     }
     for (i, (config, choosing_seconds)) in pipelines.into_iter().enumerate() {

@@ -1,31 +1,30 @@
 //! recloop: a recommendation service that learns from every event.
 //!
-//! Data flows one way: `api` → `serving` / `store`; `training` → `store` + `model` → `serving`.
+//! Rooms by role, dependencies one way (see ARCHITECTURE.md): `api` (HTTP) → `serve` (the
+//! request path) and `learn` (training, the online tally, the model lifecycle) → `model` (pure
+//! algorithms, the persisted artifact) and `store` (SQL) → `domain` (the types parsed at the
+//! edge). `learn` publishes into `serve`; `serve` never reaches into `learn`.
 
 pub mod api;
-pub mod arms;
-pub mod catalog;
 pub mod config;
-pub mod demote;
 pub mod domain;
 pub mod evaluate;
 pub mod import;
+pub mod learn;
 pub mod model;
-pub mod online;
+pub mod serve;
 pub mod server;
-pub mod serving;
 pub mod simulate;
 pub mod store;
 pub mod synth;
 pub mod telemetry;
-pub mod training;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::{api::AppState, config::Config, serving::Serving, store::DynStore, training::Trainer};
+use crate::{api::AppState, config::Config, learn::Trainer, serve::Serving, store::DynStore};
 
 /// A built application: the HTTP router and the pieces tests drive directly.
 pub struct App {
@@ -52,13 +51,13 @@ pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyho
             config.exclude_interacted,
         )
         .with_policy(
-            serving::Policy::from_config(&config),
-            Some(online::spawn_writer(store.clone())),
+            serve::Policy::from_config(&config),
+            Some(serve::spawn_writer(store.clone())),
         ),
     );
     serving.catalog.apply(&store.list_items().await?);
-    training::adopt_newest(&store, &serving).await?;
-    online::adopt_challenger(&store, &serving).await?;
+    learn::adopt_newest(&store, &serving).await?;
+    learn::adopt_challenger(&store, &serving).await?;
     let trainer = Arc::new(Trainer::new(store.clone(), serving.clone(), config.clone()));
     let state = AppState::new(api::Shared {
         rate_limit: api::limit::RateLimit::from_config(&config),
@@ -91,7 +90,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(bind = %listener.local_addr()?, "recloop listening");
     let (stop_tx, stop_rx) = watch::channel(false);
     let trainer = tokio::spawn(app.state.trainer.clone().run_loop(stop_rx.clone()));
-    let online = Arc::new(online::Online::new(
+    let online = Arc::new(learn::Online::new(
         app.state.store.clone(),
         app.state.serving.clone(),
         config.clone(),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use recloop::{config::Config, training::Outcome};
+use recloop::{config::Config, learn::Outcome};
 
 /// mimalloc rather than glibc's allocator: the request path allocates small, short-lived
 /// buffers on two threads, and training frees large ones that glibc's arenas kept resident
@@ -111,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
         } => recloop::evaluate::run(
             &train,
             &test,
-            &recloop::training::TrainingParams::from_config(&config),
+            &recloop::learn::TrainingParams::from_config(&config),
             json,
         ),
         Command::Simulate(options) => {

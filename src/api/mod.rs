@@ -29,7 +29,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::{config::Config, serving::Serving, store::DynStore, training::Trainer};
+use crate::{config::Config, learn::Trainer, serve::Serving, store::DynStore};
 use error::ApiError;
 
 /// Everything a handler may touch, passed with axum's `State`. One `Arc`: every middleware

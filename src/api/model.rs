@@ -15,9 +15,12 @@ use super::{
     AppState,
 };
 use crate::{
-    online::{self, ChallengerError, OnlineSummary},
+    learn::{
+        decide_challenger,
+        online::{self, OnlineSummary},
+        ChallengerError, Outcome,
+    },
     store::{ModelRecord, ModelStatus},
-    training::Outcome,
 };
 
 pub fn read_router() -> Router<AppState> {
@@ -263,7 +266,7 @@ async fn decide(state: AppState, promote: bool) -> ApiResult<Json<ModelOut>> {
     } else {
         "; retired by hand"
     };
-    match online::decide_challenger(&state.store, &state.serving, promote, note).await {
+    match decide_challenger(&state.store, &state.serving, promote, note).await {
         Ok(record) => Ok(Json(ModelOut::new(record, &serving_versions(&state)))),
         Err(ChallengerError::None) => Err(ApiError::NotFound("no challenger is running".into())),
         Err(ChallengerError::Decided) => Err(ApiError::Conflict {

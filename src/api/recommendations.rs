@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     domain::{Category, ItemId, UserId},
-    serving::{RecommendQuery, ScoredItem, Source},
+    serve::{RecommendQuery, ScoredItem, Source},
     store::Arm,
 };
 

@@ -6,6 +6,8 @@
 //! can pin results.
 
 pub mod als;
+pub mod arms;
+pub mod artifact;
 pub mod ease;
 mod fold;
 pub mod holdout;
@@ -25,6 +27,7 @@ pub mod synthetic;
 pub mod topk;
 
 pub use als::{AlsModel, AlsParams};
+pub use artifact::FittedModel;
 pub use ease::{EaseModel, EaseParams};
 pub use interactions::{Interactions, LogEvent};
 pub use ranker::{Algorithm, Ranker, RankerConfig, UserVector};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use crate::domain::Arm;
 use crate::domain::{EventType, ItemId, NewEvent, UserId};
 
 /// Why storage failed. `Unavailable` means "retry later, nothing was half-written".
@@ -193,30 +194,9 @@ impl TrainingLease {
     }
 }
 
-/// Which model answered a response: the champion, or a challenger trying for its place.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Arm {
-    Champion,
-    Challenger,
-}
-
-impl Arm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Champion => "champion",
-            Self::Challenger => "challenger",
-        }
-    }
-    fn parse(s: &str) -> StoreResult<Self> {
-        match s {
-            "champion" => Ok(Self::Champion),
-            "challenger" => Ok(Self::Challenger),
-            other => Err(StoreError::Corrupt(format!("unknown arm {other:?}"))),
-        }
-    }
+/// Decodes a stored arm name.
+fn parse_arm(s: &str) -> StoreResult<Arm> {
+    Arm::from_name(s).ok_or_else(|| StoreError::Corrupt(format!("unknown arm {s:?}")))
 }
 
 /// What one recommendation response showed, as recorded for crediting and feedback.

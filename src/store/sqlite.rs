@@ -809,7 +809,7 @@ impl Store for SqliteStore {
             .map(|r| {
                 Ok((
                     r.try_get("model_version")?,
-                    Arm::parse(r.try_get("arm")?)?,
+                    super::parse_arm(r.try_get("arm")?)?,
                     r.try_get("experiment")?,
                     event_type(r.try_get("type")?)?,
                 ))
@@ -855,7 +855,7 @@ impl Store for SqliteStore {
             .map(|r| {
                 Ok(OnlineCounts {
                     model_version: r.try_get("model_version")?,
-                    arm: Arm::parse(r.try_get("arm")?)?,
+                    arm: super::parse_arm(r.try_get("arm")?)?,
                     experiment: r.try_get("experiment")?,
                     impressions: r.try_get("impressions")?,
                     clicks: r.try_get("clicks")?,

@@ -1,6 +1,6 @@
 //! The loop: `/v1/model`, `/v1/model/versions`, `POST /v1/model/retrain`, gating, restarts.
 
-use recloop::training::{Outcome, TrainingParams};
+use recloop::learn::{Outcome, TrainingParams};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

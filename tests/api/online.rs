@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use recloop::{
-    online::Online,
+    learn::Online,
     store::{Arm, Impression},
 };
 use reqwest::{Method, StatusCode};
@@ -176,7 +176,7 @@ pub async fn a_new_model_first_serves_its_share_as_challenger(backend: Backend) 
     for u in 0..USERS {
         let user = format!("u{u}");
         let body = app.recommend(&user, "n=3").await;
-        let expected = recloop::arms::assign(&user, second, 0.3);
+        let expected = recloop::model::arms::assign(&user, second, 0.3);
         let (arm, version) = match expected {
             Arm::Challenger => ("challenger", second),
             Arm::Champion => ("champion", first),
@@ -360,7 +360,7 @@ pub async fn an_item_shown_without_a_click_falls_in_that_users_ranking(backend: 
     flush(&app).await;
     let replica = replica_serving(&app).await;
     let user = recloop::domain::UserId::parse("u1").unwrap();
-    let query = recloop::serving::RecommendQuery {
+    let query = recloop::serve::RecommendQuery {
         n: 5,
         ..Default::default()
     };
@@ -371,17 +371,17 @@ pub async fn an_item_shown_without_a_click_falls_in_that_users_ranking(backend: 
 }
 
 /// Another replica's serving on the same database, writing no impressions of its own.
-async fn replica_serving(app: &TestApp) -> recloop::serving::Serving {
+async fn replica_serving(app: &TestApp) -> recloop::serve::Serving {
     let config = &app.config;
     let store = recloop::store::connect(&config.database_url).await.unwrap();
-    let serving = recloop::serving::Serving::new(
+    let serving = recloop::serve::Serving::new(
         store.clone(),
         config.user_cache_capacity,
         config.exclude_interacted,
     )
-    .with_policy(recloop::serving::Policy::from_config(config), None);
+    .with_policy(recloop::serve::Policy::from_config(config), None);
     serving.catalog.apply(&store.list_items().await.unwrap());
-    recloop::training::adopt_newest(&store, &serving)
+    recloop::learn::adopt_newest(&store, &serving)
         .await
         .unwrap();
     serving
@@ -480,7 +480,7 @@ pub async fn another_replica_follows_the_challenger_from_the_database(backend: B
         .await
         .unwrap();
     let second = app.retrain_wait().await["version"].as_i64().unwrap();
-    assert!(recloop::online::adopt_challenger(&store, &replica)
+    assert!(recloop::learn::adopt_challenger(&store, &replica)
         .await
         .unwrap());
     assert_eq!(replica.challenger().map(|c| c.version()), Some(second));
@@ -489,7 +489,7 @@ pub async fn another_replica_follows_the_challenger_from_the_database(backend: B
         let user = format!("u{u}");
         let here = app.recommend(&user, "n=2").await;
         let id = recloop::domain::UserId::parse(user.as_str()).unwrap();
-        let query = recloop::serving::RecommendQuery {
+        let query = recloop::serve::RecommendQuery {
             n: 2,
             ..Default::default()
         };
@@ -503,7 +503,7 @@ pub async fn another_replica_follows_the_challenger_from_the_database(backend: B
     }
     let promoted = post_admin(&app, "/v1/model/challenger/promote").await;
     assert_eq!(promoted.status(), StatusCode::OK);
-    assert!(recloop::online::adopt_challenger(&store, &replica)
+    assert!(recloop::learn::adopt_challenger(&store, &replica)
         .await
         .unwrap());
     assert!(replica.challenger().is_none());

@@ -32,7 +32,7 @@ use std::{
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use recloop::serving::FittedModel;
+use recloop::model::FittedModel;
 use serde_json::Value;
 
 use harness::{run, say, PgDatabase};

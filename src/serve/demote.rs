@@ -6,7 +6,18 @@ use std::cmp::Ordering;
 
 use fnv::FnvHashMap;
 
-use crate::{model::scoring::Scores, serving::penalized};
+use crate::model::scoring::Scores;
+
+/// The score an item keeps after `shown` showings without an action: each takes `penalty` of
+/// it away (towards lower scores, whatever the sign).
+pub fn penalized(score: f32, shown: u32, penalty: f32) -> f32 {
+    let keep = (1.0 - penalty).powi(shown.min(1_000) as i32);
+    if score >= 0.0 {
+        score * keep
+    } else {
+        score / keep.max(f32::MIN_POSITIVE)
+    }
+}
 
 /// The order of a ranked list of (item, model score, lowered score): higher lowered score
 /// first, ties to the lower index.
@@ -92,6 +103,16 @@ pub fn penalized_top(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_ignored_showing_takes_its_share_of_the_score() {
+        assert_eq!(penalized(2.0, 0, 0.25), 2.0);
+        assert!((penalized(2.0, 2, 0.25) - 2.0 * 0.75 * 0.75).abs() < 1e-6);
+        // A negative score moves down too, never up towards zero.
+        assert!(penalized(-1.0, 1, 0.5) < -1.0);
+        assert_eq!(penalized(1.0, 3, 0.0), 1.0, "0 turns it off");
+    }
+
     use proptest::prelude::*;
 
     #[test]

@@ -1,5 +1,4 @@
-//! The online half of the loop: what each response showed is written behind the request path,
-//! events naming a response are credited to the model version and arm that showed it, and a
+//! The online half of the loop: events naming a response are credited to the model version and arm that showed it, and a
 //! challenger is promoted or retired on those counts. Everything that decides lives in the
 //! database, so replicas agree: the impressions, the credit marks, the totals and the models'
 //! statuses.
@@ -16,119 +15,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::watch;
 
+use super::{
+    lifecycle::{adopt_challenger, decide_challenger, ChallengerError},
+    schedule::next_round,
+};
 use crate::{
-    arms::{self, Record, Verdict},
     config::{Config, OnlineMetric},
-    serving::{FittedModel, Serving, Snapshot},
-    store::{Arm, DynStore, Impression, ModelRecord, ModelStatus, OnlineCounts},
+    domain::Arm,
+    model::arms::{self, Record, Verdict},
+    serve::Serving,
+    store::{DynStore, OnlineCounts},
 };
 
-/// Impressions waiting to be written; past this the newest are dropped (and counted).
-const QUEUE: usize = 64_000;
-/// Impressions per write transaction at most.
-const BATCH: usize = 20_000;
-/// How long the writer gathers impressions before a transaction: the commit and the WAL pages
-/// are paid once per transaction, and rows of one user share an index page within it. At
-/// 16,000 responses a second over the ML-100K users, writing them as they came took a quarter
-/// of the machine's CPU. Well under `serving::CARRY_OVER_MS`, which keeps the unwritten ones
-/// in memory meanwhile.
-const GATHER: Duration = Duration::from_secs(1);
 /// How long the credit tally keeps reading an event range again before settling it: on
 /// PostgreSQL a lower sequence number can commit later, and an event may arrive before the
 /// impression it names is written.
 const SETTLE_AFTER: Duration = Duration::from_secs(30);
-
-enum Message {
-    Shown(Impression),
-    Flush(oneshot::Sender<()>),
-}
-
-/// Where the request path hands impressions: never waits, drops when the writer falls behind.
-#[derive(Clone)]
-pub struct ImpressionSink {
-    queue: mpsc::Sender<Message>,
-    /// Cuts the writer's gathering short for a flush.
-    flushing: Arc<Notify>,
-}
-
-impl ImpressionSink {
-    pub fn record(&self, impression: Impression) {
-        match self.queue.try_send(Message::Shown(impression)) {
-            Ok(()) => {}
-            Err(_) => metrics::counter!("recloop_impressions_dropped_total").increment(1),
-        }
-    }
-
-    /// Resolves once every impression recorded before the call has been written (or dropped).
-    pub async fn flush(&self) {
-        let (done, written) = oneshot::channel();
-        if self.queue.send(Message::Flush(done)).await.is_ok() {
-            self.flushing.notify_one();
-            let _ = written.await;
-        }
-    }
-}
-
-/// Starts the writer task: it takes whatever is queued (up to `BATCH`) into one transaction.
-/// While it gathers it sleeps instead of waiting on the queue, so that the request path's
-/// sends do not wake it (and another thread) once per response.
-pub fn spawn_writer(store: DynStore) -> ImpressionSink {
-    let (queue, mut messages) = mpsc::channel(QUEUE);
-    let flushing = Arc::new(Notify::new());
-    let flushed = flushing.clone();
-    tokio::spawn(async move {
-        let mut behind = false;
-        while let Some(first) = messages.recv().await {
-            let mut batch = Vec::new();
-            let mut flushes = Vec::new();
-            if !behind && matches!(first, Message::Shown(_)) {
-                tokio::select! {
-                    () = tokio::time::sleep(GATHER) => {}
-                    () = flushed.notified() => {}
-                }
-            }
-            let mut next = Some(first);
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Shown(i) => batch.push(i),
-                    Message::Flush(done) => flushes.push(done),
-                }
-                if batch.len() < BATCH {
-                    next = messages.try_recv().ok();
-                }
-            }
-            // A full batch leaves more queued: write it without gathering first.
-            behind = batch.len() >= BATCH;
-            let n = batch.len() as u64;
-            match store.insert_impressions(batch).await {
-                Ok(()) => metrics::counter!("recloop_impressions_recorded_total").increment(n),
-                Err(e) => {
-                    // Telemetry: lost, counted, never retried ahead of newer impressions.
-                    tracing::warn!(error = %e, impressions = n, "could not record impressions");
-                    metrics::counter!("recloop_impressions_dropped_total").increment(n);
-                }
-            }
-            for done in flushes {
-                let _ = done.send(());
-            }
-        }
-    });
-    ImpressionSink { queue, flushing }
-}
-
-/// Why a challenger could not be promoted or retired by hand.
-#[derive(Debug, thiserror::Error)]
-pub enum ChallengerError {
-    #[error("no challenger is running")]
-    None,
-    #[error("the challenger was decided meanwhile (by another replica or request)")]
-    Decided,
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
 
 /// Online totals per version (all arms and experiments summed) with their rates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
@@ -185,88 +89,6 @@ fn arm_record(
                     OnlineMetric::Ctr => c.clicks,
                 } as u64,
         })
-}
-
-/// Retires every challenger but `keep` (a newer model was recorded).
-pub async fn retire_others(store: &DynStore, keep: i64) -> anyhow::Result<()> {
-    for record in store.model_versions().await? {
-        if record.status == ModelStatus::Challenger && record.version != keep {
-            let note = format!("; retired: version {keep} replaced it");
-            store
-                .change_model_status(
-                    record.version,
-                    ModelStatus::Challenger,
-                    ModelStatus::Retired,
-                    &note,
-                )
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Makes the in-memory challenger match the database's (another replica may have started,
-/// promoted or retired one). True when something changed.
-pub async fn adopt_challenger(store: &DynStore, serving: &Serving) -> anyhow::Result<bool> {
-    let stored = store.challenger_version().await?;
-    let serving_version = serving.challenger().map(|c| c.version());
-    if stored == serving_version {
-        return Ok(false);
-    }
-    let champion = serving.current().map(|c| c.version());
-    match stored {
-        Some(v) if Some(v) > champion => {
-            let Some((record, blob)) = store.challenger_model().await? else {
-                return Ok(false);
-            };
-            let model = tokio::task::spawn_blocking(move || FittedModel::from_bytes(&blob))
-                .await
-                .context("decoding thread panicked")?
-                .with_context(|| format!("decoding challenger version {v}"))?;
-            tracing::info!(version = v, "serving the stored challenger");
-            serving.set_challenger(Some(Snapshot::new(record, model)));
-        }
-        _ => serving.set_challenger(None),
-    }
-    // A promoted challenger is the newest accepted model now.
-    crate::training::adopt_newest(store, serving).await?;
-    Ok(true)
-}
-
-/// Ends the running challenger: promoted (it becomes the champion everywhere) or retired.
-pub async fn decide_challenger(
-    store: &DynStore,
-    serving: &Serving,
-    promote: bool,
-    note: &str,
-) -> Result<ModelRecord, ChallengerError> {
-    let version = store
-        .challenger_version()
-        .await
-        .map_err(anyhow::Error::from)?
-        .ok_or(ChallengerError::None)?;
-    let to = if promote {
-        ModelStatus::Accepted
-    } else {
-        ModelStatus::Retired
-    };
-    let changed = store
-        .change_model_status(version, ModelStatus::Challenger, to, note)
-        .await
-        .map_err(anyhow::Error::from)?;
-    if !changed {
-        return Err(ChallengerError::Decided);
-    }
-    tracing::info!(version, status = to.as_str(), note, "challenger decided");
-    adopt_challenger(store, serving).await?;
-    let record = store
-        .model_versions()
-        .await
-        .map_err(anyhow::Error::from)?
-        .into_iter()
-        .find(|r| r.version == version)
-        .ok_or_else(|| anyhow::anyhow!("version {version} vanished"))?;
-    Ok(record)
 }
 
 /// The periodic work: credit, totals to metrics, the challenger's fate, purging.
@@ -389,7 +211,7 @@ impl Online {
     pub async fn run_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let tick = Duration::from_secs(self.config.online_tick_secs.max(1));
         let mut models = self.store.model_notifications();
-        while crate::training::next_round(models.as_mut(), tick, &mut shutdown).await {
+        while next_round(models.as_mut(), tick, &mut shutdown).await {
             if let Err(e) = self.tick().await {
                 tracing::warn!(error = ?e, "online round failed");
             }

@@ -3,7 +3,7 @@
 
 use std::hash::Hasher;
 
-use crate::store::Arm;
+use crate::domain::Arm;
 
 /// Buckets of the user hash: shares are honoured to 1/10,000.
 const BUCKETS: u64 = 10_000;

@@ -1,0 +1,15 @@
+//! The loop's other half: the trainer (read the log, fit, gate, record, publish), the online
+//! tally (credit, champion against challenger), the model lifecycle both of them go through, and
+//! the schedule of their background loops. It publishes into the request path (`serve`); the
+//! request path never calls back into it.
+
+pub mod fit;
+pub mod lifecycle;
+pub mod online;
+mod schedule;
+pub mod trainer;
+
+pub use fit::{fit_and_gate, TrainingParams};
+pub use lifecycle::{adopt_challenger, adopt_newest, decide_challenger, ChallengerError};
+pub use online::Online;
+pub use trainer::{Outcome, Trainer};

@@ -1,0 +1,269 @@
+//! The trainer: read the log from the store, fit off the async runtime, score the candidate against
+//! the model in service on the same temporal holdout, record the version, publish if better.
+
+use std::{sync::Arc, time::Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::sync::{watch, Mutex};
+
+use super::{
+    fit::{fit_and_gate, TrainingParams},
+    lifecycle::{adopt_newest, recorded_ranker, retire_others},
+    schedule::next_round,
+};
+use crate::{
+    config::Config,
+    model::{FittedModel, RankerConfig},
+    serve::{Serving, Snapshot},
+    store::{DynStore, ModelRecord, ModelStatus, NewModelRecord, TrainingLease},
+};
+
+/// The settings recorded with a version, with the configuration it chose under `ranker`
+/// (what the next training refits to compare against it).
+fn recorded_params(
+    params: &TrainingParams,
+    ranker: &RankerConfig,
+) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(params)?;
+    value["ranker"] = serde_json::to_value(ranker)?;
+    Ok(value)
+}
+
+/// How a training run ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A version was recorded (accepted and published, or rejected).
+    Trained(ModelRecord),
+    /// Nothing to learn from yet.
+    NoEvents,
+    /// Another replica holds the training lease.
+    Busy,
+}
+
+/// The background trainer. Never two trainings at once: every run holds `lock` (this process)
+/// and the store's training lease (every replica).
+pub struct Trainer {
+    store: DynStore,
+    serving: Arc<Serving>,
+    params: TrainingParams,
+    config: Arc<Config>,
+    lock: Arc<Mutex<()>>,
+    /// The newest version this process recorded and when its log was read, for `?wait=true`.
+    last: std::sync::Mutex<Option<(ModelRecord, Instant)>>,
+}
+
+impl Trainer {
+    pub fn new(store: DynStore, serving: Arc<Serving>, config: Arc<Config>) -> Self {
+        Self {
+            store,
+            serving,
+            params: TrainingParams::from_config(&config),
+            config,
+            lock: Arc::new(Mutex::new(())),
+            last: Default::default(),
+        }
+    }
+
+    /// One training with the configured parameters, waiting for any training in progress in
+    /// this process; `Busy` when another replica holds the training lease.
+    pub async fn run_once(&self) -> anyhow::Result<Outcome> {
+        self.run_with(self.params.clone()).await
+    }
+
+    /// One training with other parameters (an experiment; also how tests make a worse candidate).
+    pub async fn run_with(&self, params: TrainingParams) -> anyhow::Result<Outcome> {
+        let _guard = self.lock.lock().await;
+        let Some(mut lease) = self.store.try_training_lease().await? else {
+            return Ok(Outcome::Busy);
+        };
+        self.train_locked(params, &mut lease).await
+    }
+
+    /// Starts a training in the background unless one is running here or in another replica
+    /// (then `false`).
+    pub async fn try_start(self: &Arc<Self>) -> anyhow::Result<bool> {
+        let Ok(guard) = self.lock.clone().try_lock_owned() else {
+            return Ok(false);
+        };
+        let Some(mut lease) = self.store.try_training_lease().await? else {
+            return Ok(false);
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Err(e) = me.train_locked(me.params.clone(), &mut lease).await {
+                tracing::error!(error = ?e, "training failed");
+            }
+        });
+        Ok(true)
+    }
+
+    /// Returns a version trained on every event acknowledged before `called_at`, waiting out a
+    /// training in progress and reusing its result when it read the log after `called_at`.
+    /// (Time, not sequence numbers: on PostgreSQL a lower sequence number can commit later.)
+    pub async fn run_covering(&self, called_at: Instant) -> anyhow::Result<Outcome> {
+        let _guard = self.lock.lock().await;
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((record, _)) = last.filter(|(_, read_at)| *read_at > called_at) {
+            return Ok(Outcome::Trained(record));
+        }
+        // Another replica may be training: wait for the lease, then train ourselves (its
+        // log read may have begun before the call).
+        let mut lease = loop {
+            if let Some(lease) = self.store.try_training_lease().await? {
+                break lease;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        };
+        self.train_locked(self.params.clone(), &mut lease).await
+    }
+
+    async fn train_locked(
+        &self,
+        params: TrainingParams,
+        lease: &mut TrainingLease,
+    ) -> anyhow::Result<Outcome> {
+        let started = Instant::now();
+        // Every event acknowledged before `started` is in the log read below.
+        let log = self.store.load_log().await?;
+        if log.rows.is_empty() {
+            return Ok(Outcome::NoEvents);
+        }
+        let champion = self
+            .serving
+            .current()
+            .and_then(|snap| Some((snap.version(), recorded_ranker(&snap.record.params)?)));
+        let span = tracing::info_span!("training", events = log.rows.len());
+        let (fitted, log) = tokio::task::spawn_blocking({
+            let params = params.clone();
+            move || {
+                let _enter = span.enter();
+                let fitted = fit_and_gate(&log, &params, champion.as_ref().map(|(v, p)| (*v, p)));
+                (fitted, log)
+            }
+        })
+        .await
+        .context("training thread panicked")?;
+        let blob = fitted
+            .model
+            .as_ref()
+            .map(FittedModel::to_bytes)
+            .transpose()?;
+        // Another replica may have trained meanwhile if our lease was lost (its connection
+        // dropped): then this result was not gated against theirs and must not be recorded.
+        if !lease.still_held().await {
+            anyhow::bail!("the training lease was lost during training; the result is discarded");
+        }
+        let training_seconds = started.elapsed().as_secs_f64();
+        // With challengers on, a model that passed the gate first serves a share of users.
+        let challenger = fitted.status == ModelStatus::Accepted
+            && self.config.challenger_share > 0.0
+            && self.serving.current().is_some();
+        let (status, reason) = if challenger {
+            let share = self.config.challenger_share * 100.0;
+            let reason = format!("{}; challenger for {share:.0}% of users", fitted.reason);
+            (ModelStatus::Challenger, reason)
+        } else {
+            (fitted.status, fitted.reason)
+        };
+        let record = self
+            .store
+            .insert_model(
+                NewModelRecord {
+                    algorithm: fitted.ranker.name(),
+                    status,
+                    reason,
+                    trained_at: Utc::now(),
+                    training_seconds,
+                    events: log.rows.len() as i64,
+                    users: fitted.users as i64,
+                    items: fitted.items as i64,
+                    log_seq: log.max_seq,
+                    metrics: fitted.metrics,
+                    params: recorded_params(&params, &fitted.ranker)?,
+                },
+                blob,
+            )
+            .await?;
+        metrics::histogram!("recloop_training_duration_seconds").record(training_seconds);
+        metrics::counter!("recloop_trainings_total", "outcome" => record.status.as_str())
+            .increment(1);
+        for key in ["ndcg_at_10", "recall_at_20"] {
+            if let Some(v) = record.metrics[key].as_f64() {
+                metrics::gauge!(format!("recloop_model_{key}"), "version" => record.version.to_string())
+                    .set(v);
+            }
+        }
+        tracing::info!(
+            version = record.version,
+            status = record.status.as_str(),
+            training_seconds,
+            reason = %record.reason,
+            "training finished"
+        );
+        if let Some(model) = fitted.model {
+            let snapshot = Snapshot::new(record.clone(), model);
+            if challenger {
+                self.serving.set_challenger(Some(snapshot));
+            } else {
+                self.serving.publish(snapshot);
+            }
+            // An earlier challenger is replaced (or overtaken); if this fails, the online loop's
+            // next round still serves only the newest.
+            if let Err(e) = retire_others(&self.store, record.version).await {
+                tracing::warn!(error = ?e, "could not retire an earlier challenger");
+            }
+        }
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((record.clone(), started));
+        Ok(Outcome::Trained(record))
+    }
+
+    /// Is a training due: no model yet, enough new events, or the interval passed with news?
+    async fn due(&self) -> anyhow::Result<bool> {
+        let seq = self.store.max_event_seq().await?;
+        let automatic =
+            self.config.retrain_after_events > 0 || self.config.retrain_interval_secs > 0;
+        let Some(snap) = self.serving.current() else {
+            // The first model is due as soon as there are events, unless both triggers are off.
+            return Ok(automatic && seq > 0);
+        };
+        // A challenger's training counts too: its events are not new.
+        let trained_to = self.serving.challenger().map_or(snap.record.log_seq, |c| {
+            c.record.log_seq.max(snap.record.log_seq)
+        });
+        let new_events = seq - trained_to;
+        let by_volume = self.config.retrain_after_events > 0
+            && new_events >= self.config.retrain_after_events as i64;
+        let age = Utc::now() - snap.record.trained_at;
+        let by_time = self.config.retrain_interval_secs > 0
+            && new_events > 0
+            && age.num_seconds() >= self.config.retrain_interval_secs as i64;
+        Ok(by_volume || by_time)
+    }
+
+    /// Checks every tick whether a training is due, until `shutdown` turns true. Failures back
+    /// off exponentially (up to five minutes) so a broken database is not hammered.
+    pub async fn run_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let tick = std::time::Duration::from_secs(self.config.trainer_tick_secs.max(1));
+        let mut backoff = tick;
+        let mut models = self.store.model_notifications();
+        while next_round(models.as_mut(), backoff, &mut shutdown).await {
+            if let Err(e) = adopt_newest(&self.store, &self.serving).await {
+                tracing::warn!(error = ?e, "could not check for a newer model");
+            }
+            let result = match self.due().await {
+                Ok(true) => self.run_once().await.map(|_| ()),
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            };
+            backoff = match result {
+                Ok(()) => tick,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "trainer step failed; backing off");
+                    (backoff * 2).min(std::time::Duration::from_secs(300))
+                }
+            };
+        }
+    }
+}
