@@ -5,27 +5,32 @@ FROM rust:1.89-bookworm AS build
 WORKDIR /src
 
 # The dependencies first, in a layer of their own that is rebuilt only when the manifests
-# change: stand-in sources, built and then thrown away.
+# change: stand-in sources, built and then thrown away. The workspace is two crates: the
+# server library at the root and `tools/`, which builds the `recloop` binary.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
+COPY tools/Cargo.toml ./tools/
+RUN mkdir -p src benches tools/src \
+    && touch src/lib.rs tools/src/lib.rs \
     && echo 'fn main() {}' > benches/model.rs \
+    && echo 'fn main() {}' > tools/src/main.rs \
     && cargo build --release --locked --bin recloop \
-    && rm -rf src benches
+    && rm -rf src benches tools/src
 
 COPY src ./src
 COPY migrations ./migrations
 COPY benches ./benches
-# Newer than the stand-ins whatever the build context's times, so cargo rebuilds the crate.
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin recloop
+COPY tools/src ./tools/src
+# Newer than the stand-ins whatever the build context's times, so cargo rebuilds both crates.
+RUN touch src/lib.rs tools/src/lib.rs tools/src/main.rs \
+    && cargo build --release --locked --bin recloop
 
 # Runtime stage: just the binary, as an unprivileged user. curl is for the health checks
-# (here and in docker-compose.yml); the binary has no HTTP client of its own.
+# (here and in docker-compose.yml); the binary has no health-check command of its own.
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /data recloop && mkdir -p /data && chown recloop /data
+# The workspace's one target directory, at its root.
 COPY --from=build /src/target/release/recloop /usr/local/bin/recloop
 USER recloop
 WORKDIR /data

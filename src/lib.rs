@@ -4,19 +4,18 @@
 //! request path) and `learn` (training, the online tally, the model lifecycle) → `model` (pure
 //! algorithms, the persisted artifact) and `store` (SQL) → `domain` (the types parsed at the
 //! edge). `learn` publishes into `serve`; `serve` never reaches into `learn`.
+//!
+//! The `recloop` executable and the tools around the service (import, evaluate, synth,
+//! simulate) are the `recloop-tools` crate in `tools/`, built on this library.
 
 pub mod api;
 pub mod config;
 pub mod domain;
-pub mod evaluate;
-pub mod import;
 pub mod learn;
 pub mod model;
 pub mod serve;
 pub mod server;
-pub mod simulate;
 pub mod store;
-pub mod synth;
 pub mod telemetry;
 
 use std::sync::Arc;

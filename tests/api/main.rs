@@ -17,7 +17,6 @@ mod errors;
 mod events;
 mod faults;
 mod helpers;
-mod import;
 mod keys;
 mod model;
 mod online;
@@ -76,10 +75,6 @@ on_both_backends! {
         batch_size_is_1_to_10000,
         timestamps_up_to_five_minutes_ahead_and_far_in_the_past_are_accepted,
         many_concurrent_writers_lose_nothing(flavor = "multi_thread", worker_threads = 2),
-    ],
-    import: [
-        a_csv_log_is_imported,
-        a_bad_row_fails_with_its_line_number_and_stores_nothing,
     ],
     keys: [
         the_api_key_guards_every_v1_route,

@@ -383,10 +383,24 @@ fn locked_rust_version() -> (u64, u64) {
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     let nodes = meta["resolve"]["nodes"].as_array().expect("resolve nodes");
     let node = |id: &str| nodes.iter().find(|n| n["id"] == id);
-    let root_id = meta["resolve"]["root"].as_str().expect("a root package");
+    // The workspace member whose `recloop` binary the Dockerfile builds (tools/, not the root).
+    let bin_package = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| {
+            p["targets"].as_array().into_iter().flatten().any(|t| {
+                t["name"] == "recloop"
+                    && t["kind"]
+                        .as_array()
+                        .is_some_and(|k| k.contains(&"bin".into()))
+            })
+        })
+        .and_then(|p| p["id"].as_str())
+        .expect("a workspace package with the `recloop` binary");
     // Walk the normal (not dev, not build-only... build scripts count too) dependencies.
     let mut seen = BTreeSet::new();
-    let mut stack = vec![root_id.to_owned()];
+    let mut stack = vec![bin_package.to_owned()];
     while let Some(id) = stack.pop() {
         if !seen.insert(id.clone()) {
             continue;
@@ -453,8 +467,16 @@ fn the_dockerfile_builds_in_two_stages_with_a_toolchain_new_enough() {
         needed.1
     );
     // Everything the build reads is copied in (Cargo.toml names benches/ as a bench target,
-    // sqlx::migrate! embeds migrations/ at compile time).
-    for path in ["Cargo.toml", "Cargo.lock", "src", "migrations", "benches"] {
+    // sqlx::migrate! embeds migrations/ at compile time, the binary is the tools/ crate's).
+    for path in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "migrations",
+        "benches",
+        "tools/Cargo.toml",
+        "tools/src",
+    ] {
         assert!(
             instructions
                 .iter()

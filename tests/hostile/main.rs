@@ -1,9 +1,9 @@
 //! Hostile clients against the real connection loop (`recloop::server`, as `recloop serve`
-//! runs it): slow or endless request heads and bodies are cut off, rate limiting answers 429,
-//! and a real `recloop serve` process never shows a key in its logs or answers. SQLite only:
-//! none of this depends on the backend. Each test has its own server and database.
+//! runs it): slow or endless request heads and bodies are cut off and rate limiting answers
+//! 429. SQLite only: none of this depends on the backend. Each test has its own server and
+//! database. That a real `recloop serve` process never shows a key in its logs or answers is
+//! tested with the executable, in `tools/tests/keys_in_logs.rs`.
 
-mod keys_in_logs;
 mod rate_limit;
 mod timeouts;
 

@@ -3,11 +3,8 @@
 
 use std::future::IntoFuture;
 
-use recloop::{
-    config::Config,
-    domain::EventType,
-    simulate::{arms::ArmKind, run, Options},
-};
+use recloop::{config::Config, domain::EventType};
+use recloop_tools::simulate::{arms::ArmKind, run, Options};
 
 /// A shop small enough for an unoptimised build: 200 users, 300 items, 16 periods. The first
 /// retraining must land before the last 6 (the ones scored), and a period lasts well under a

@@ -17,8 +17,8 @@ use chrono::Utc;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::{sync::watch, task::JoinHandle};
 
-use crate::config::{Config, Secret};
 use arms::{Arm, ArmKind, Client, Shop};
+use recloop::config::{Config, Secret};
 use report::Report;
 use world::{World, WorldParams};
 
@@ -234,7 +234,7 @@ impl Local {
         }
         // A period lasts seconds here, not a day: check for due trainings every second.
         config.trainer_tick_secs = 1;
-        let app = crate::build_app(config).await?;
+        let app = recloop::build_app(config).await?;
         let (stop, stopped) = watch::channel(false);
         let trainer = tokio::spawn(app.state.trainer.clone().run_loop(stopped.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -1,4 +1,5 @@
-//! Thin: parse the command line, build the app, run it.
+//! Thin: parse the command line, build the app, run it. `serve` and `train` are the `recloop`
+//! library's; `evaluate`, `simulate`, `synth` and `import` are this crate's tools.
 
 use std::path::PathBuf;
 
@@ -42,7 +43,7 @@ enum Command {
         config: Box<Config>,
     },
     /// Run a simulated shop against recloop, popularity and an oracle; write a CSV and a chart.
-    Simulate(#[command(flatten)] Box<recloop::simulate::Options>),
+    Simulate(#[command(flatten)] Box<recloop_tools::simulate::Options>),
     /// Write a synthetic shop log (CSV for `import`): power-law popularity, planted tastes, a
     /// view → click → add_to_cart → purchase funnel. Same arguments, same bytes.
     Synth {
@@ -108,15 +109,15 @@ async fn main() -> anyhow::Result<()> {
             test,
             json,
             config,
-        } => recloop::evaluate::run(
+        } => recloop_tools::evaluate::run(
             &train,
             &test,
             &recloop::learn::TrainingParams::from_config(&config),
             json,
         ),
         Command::Simulate(options) => {
-            recloop::simulate::init_tracing();
-            let report = recloop::simulate::run(&options, &Config::default_for("")).await?;
+            recloop_tools::simulate::init_tracing();
+            let report = recloop_tools::simulate::run(&options, &Config::default_for("")).await?;
             print!("{}", report.summary(options.summary_periods));
             println!(
                 "wrote {} and {}",
@@ -136,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
             out,
         } => {
             let now = chrono::Utc::now().timestamp();
-            let params = recloop::synth::SynthParams {
+            let params = recloop_tools::synth::SynthParams {
                 users,
                 items,
                 events,
@@ -146,11 +147,11 @@ async fn main() -> anyhow::Result<()> {
                 end: end.unwrap_or(now - now.rem_euclid(86_400)),
             };
             let summary = if out.as_os_str() == "-" {
-                recloop::synth::write_csv(&params, std::io::stdout().lock())
+                recloop_tools::synth::write_csv(&params, std::io::stdout().lock())
             } else {
                 let file = std::fs::File::create(&out)
                     .with_context(|| format!("creating {}", out.display()))?;
-                recloop::synth::write_csv(&params, file)
+                recloop_tools::synth::write_csv(&params, file)
             }
             .context("writing the log")?;
             eprintln!(
@@ -167,8 +168,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Import { file, config } => {
             recloop::telemetry::init_tracing(config.log_json);
             let app = recloop::build_app(*config).await?;
-            let events = recloop::import::read_csv(&file)?;
-            let report = recloop::import::import(&app.state.store, events, true)
+            let events = recloop_tools::import::read_csv(&file)?;
+            let report = recloop_tools::import::import(&app.state.store, events, true)
                 .await
                 .context("importing")?;
             println!(

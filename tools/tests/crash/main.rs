@@ -8,7 +8,9 @@
 //! after a restart, every version acknowledged by `retrain?wait=true` is there).
 //!
 //! SQLite always; PostgreSQL too when `RECLOOP_TEST_POSTGRES_URL` is set
-//! (`scripts/with-postgres cargo test --test crash -- --nocapture`).
+//! (`scripts/with-postgres cargo test --test crash -- --nocapture`, from the repository's root
+//! or here). In the executable's crate, like `replicas`: only a package's own tests are told
+//! where its binaries are (`CARGO_BIN_EXE_recloop`).
 
 #[allow(dead_code)]
 #[path = "../replicas/data.rs"]
@@ -17,7 +19,7 @@ mod data;
 #[path = "../replicas/harness.rs"]
 mod harness;
 mod load;
-#[path = "../common/pg.rs"]
+#[path = "../../../tests/common/pg.rs"]
 mod pg;
 mod stored;
 

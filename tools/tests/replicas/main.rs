@@ -17,13 +17,16 @@
 //!
 //! The tests run one at a time (see `harness::run`): each starts processes that train on both
 //! cores, and the timing bounds they assert would mean little with another test competing.
+//!
+//! They live in the executable's crate (`tools/`) because only a package's own tests are told
+//! where its binaries are (`CARGO_BIN_EXE_recloop`).
 
 mod cluster;
 mod data;
 mod harness;
 mod lease;
 mod outage;
-#[path = "../common/pg.rs"]
+#[path = "../../../tests/common/pg.rs"]
 mod pg;
 mod propagation;
 mod realtime;

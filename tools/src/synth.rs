@@ -21,7 +21,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::domain::EventType;
+use recloop::domain::EventType;
 
 /// Zipf exponent of item popularity: ~1 is what shop catalogues show.
 const ZIPF: f64 = 1.0;

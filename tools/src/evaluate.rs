@@ -6,15 +6,16 @@ use std::{collections::HashMap, path::Path, time::Instant};
 
 use serde::Serialize;
 
-use crate::{
+use recloop::{
     domain::{EventType, EventWeights, NewEvent},
-    import::read_csv,
     learn::fit::{self, TrainingParams},
     model::{
         holdout, metrics::Quality, popularity::popularity, selection, Interactions, LogEvent,
         RankerConfig,
     },
 };
+
+use crate::import::read_csv;
 
 /// One algorithm's figures.
 #[derive(Debug, Clone, Serialize)]
@@ -71,7 +72,7 @@ impl Split {
         let mut train: Vec<LogEvent> = train.iter().filter_map(convert).collect();
         let test: Vec<LogEvent> = test.iter().filter_map(convert).collect();
         // The order training fits in (see `IndexedLog`), so the figures match the service's.
-        crate::model::interactions::sort_for_fit(&mut train);
+        recloop::model::interactions::sort_for_fit(&mut train);
         Self {
             n_users: user_ids.len(),
             n_items: items.len(),
@@ -167,7 +168,7 @@ pub fn run(train: &Path, test: &Path, params: &TrainingParams, json: bool) -> an
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ItemId, UserId};
+    use recloop::domain::{ItemId, UserId};
 
     fn e(user: &str, item: &str, t: EventType, ts: i64) -> NewEvent {
         NewEvent {
@@ -202,7 +203,7 @@ mod tests {
         assert_eq!((split.n_users, split.n_items), (4, 3));
         assert_eq!(split.test.len(), 2);
         let params =
-            TrainingParams::from_config(&crate::config::Config::default_for("sqlite::memory:"));
+            TrainingParams::from_config(&recloop::config::Config::default_for("sqlite::memory:"));
         let rows = evaluate(&split, &params);
         let pop = &rows[0].quality;
         assert_eq!(pop.users, 2);

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 
-use crate::{
+use recloop::{
     domain::{
         events::{parse_events, MAX_BATCH},
         NewEvent,

@@ -1,6 +1,8 @@
 //! Keys never appear in logs or answers: a real `recloop serve` process logging JSON at debug
 //! level takes right, wrong and malformed keys on every route, with good and bad input, and
-//! neither its output nor any answer (headers included) holds a key, right or wrong.
+//! neither its output nor any answer (headers included) holds a key, right or wrong. SQLite
+//! only: none of this depends on the backend. Here, with the executable's crate, because only a
+//! package's own tests are told where its binaries are (`CARGO_BIN_EXE_recloop`).
 
 use std::{
     io::Read,
@@ -12,7 +14,8 @@ use std::{
 use reqwest::Method;
 use serde_json::json;
 
-use crate::{ADMIN_KEY, API_KEY};
+const API_KEY: &str = "hostile-api-key-3Wd8";
+const ADMIN_KEY: &str = "hostile-admin-key-5Kq1";
 
 const WRONG_KEY: &str = "wrong-key-Jp7Qz2Vb";
 
