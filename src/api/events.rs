@@ -11,10 +11,7 @@ use super::{
     json::{Fields, JsonBody},
     AppState,
 };
-use crate::{
-    domain::{EventId, EventType, ItemId, NewEvent, UserId},
-    store::AppendOutcome,
-};
+use crate::domain::{EventId, EventType, ItemId, NewEvent, UserId};
 use axum::extract::FromRequest;
 
 /// The most events one request may carry.
@@ -163,10 +160,6 @@ fn record_rejected(values: &[Value]) {
 }
 
 /// The model version a `recommendation_id` was served by: ids end in `-v<version>`.
-pub fn credited_version(recommendation_id: &str) -> Option<i64> {
-    recommendation_id.rsplit_once("-v")?.1.parse().ok()
-}
-
 #[utoipa::path(
     post, path = "/v1/events", tag = "events",
     request_body(content = super::schema::EventsIn, description = "one event or an array of 1 to 10,000"),
@@ -197,48 +190,14 @@ pub async fn post_events(
     let events = parse_events(&body, Utc::now())?;
     // The append and the cache invalidation run to the end even if the client goes away:
     // a committed event must always be seen by the user's next request.
-    let outcome = tokio::spawn(append(state, events))
+    let serving = state.serving.clone();
+    let outcome = tokio::spawn(async move { serving.ingest(events).await })
         .await
         .map_err(|e| ApiError::Internal(e.into()))??;
     Ok(Json(EventsAccepted {
         accepted: outcome.accepted,
         duplicates: outcome.duplicates,
     }))
-}
-
-async fn append(state: AppState, events: Vec<NewEvent>) -> ApiResult<AppendOutcome> {
-    let mut users: Vec<String> = events.iter().map(|e| e.user_id.to_string()).collect();
-    users.sort_unstable();
-    users.dedup();
-    let counts = EventType::ALL.map(|t| events.iter().filter(|e| e.event_type == t).count());
-    let credits: Vec<(i64, EventType)> = events
-        .iter()
-        .filter_map(|e| {
-            Some((
-                credited_version(e.recommendation_id.as_deref()?)?,
-                e.event_type,
-            ))
-        })
-        .collect();
-    let outcome = state.store.append_events(events).await?;
-    // Committed: the users' next requests must see these events, before we say so.
-    for user in &users {
-        state.serving.user_changed(user);
-    }
-    for (t, n) in EventType::ALL.iter().zip(counts) {
-        if n > 0 {
-            metrics::counter!("recloop_events_received_total", "type" => t.as_str())
-                .increment(n as u64);
-        }
-    }
-    metrics::counter!("recloop_events_accepted_total").increment(outcome.accepted);
-    metrics::counter!("recloop_events_duplicate_total").increment(outcome.duplicates);
-    for (version, t) in credits {
-        metrics::counter!("recloop_credited_events_total",
-            "model_version" => version.to_string(), "type" => t.as_str())
-        .increment(1);
-    }
-    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -318,12 +277,5 @@ mod tests {
         assert!(parse_events(&ev("2026-11-28T12:05:01Z"), now()).is_err());
         assert!(parse_events(&ev("yesterday"), now()).is_err());
         assert!(parse_events(&ev("881250949"), now()).is_err());
-    }
-
-    #[test]
-    fn credit_parsing() {
-        assert_eq!(credited_version("01JABC-v7"), Some(7));
-        assert_eq!(credited_version("01JABC"), None);
-        assert_eq!(credited_version("x-vseven"), None);
     }
 }

@@ -213,9 +213,10 @@ pub async fn put_item(
     let id = item_id(raw)?;
     let mut errors = Vec::new();
     let item = parse_item(&body, None, Some(&id), &mut errors).ok_or_else(|| invalid(errors))?;
-    let stored = state.store.upsert_items(vec![item]).await?;
-    state.serving.catalog.apply(&stored);
-    let item = stored
+    let item = state
+        .serving
+        .put_items(vec![item])
+        .await?
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("upsert of one item returned none")))?;
@@ -261,8 +262,7 @@ pub async fn post_items(
         errors.truncate(100);
         return Err(invalid(errors));
     }
-    let stored = state.store.upsert_items(items).await?;
-    state.serving.catalog.apply(&stored);
+    let stored = state.serving.put_items(items).await?;
     Ok(Json(Upserted {
         upserted: stored.len(),
     }))
@@ -284,7 +284,7 @@ pub async fn get_item(
 ) -> ApiResult<Json<ItemOut>> {
     let id = item_id(raw)?;
     let item =
-        state.store.get_item(&id).await?.ok_or_else(|| {
+        state.serving.item(&id).await?.ok_or_else(|| {
             ApiError::NotFound(format!("no item {:?} in the catalog", id.as_str()))
         })?;
     Ok(Json(item.into()))
@@ -306,9 +306,8 @@ pub async fn delete_item(
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = item_id(raw)?;
-    if !state.store.delete_item(&id).await? {
+    if !state.serving.delete_item(&id).await? {
         return Err(ApiError::NotFound(format!("no item {:?}", id.as_str())));
     }
-    state.serving.catalog.remove(id.as_str());
     Ok(StatusCode::NO_CONTENT)
 }
