@@ -8,10 +8,16 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 
-use crate::{api::events::parse_events, domain::NewEvent, store::DynStore};
+use crate::{
+    domain::{
+        events::{parse_events, MAX_BATCH},
+        NewEvent,
+    },
+    store::DynStore,
+};
 
 /// Rows per append: one contract-sized batch.
-const BATCH: usize = crate::api::events::MAX_BATCH;
+const BATCH: usize = MAX_BATCH;
 
 /// What an import did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -63,23 +69,21 @@ pub fn read_csv(path: &Path) -> anyhow::Result<Vec<NewEvent>> {
         }
         if batch.len() == BATCH || (record.is_none() && !batch.is_empty()) {
             let parsed = parse_events(&Value::Array(std::mem::take(&mut batch)), now).map_err(
-                |e| match e {
-                    crate::api::error::ApiError::Unprocessable { details, .. } => {
-                        let lines: Vec<String> = details
-                            .iter()
-                            .take(20)
-                            .map(|d| {
-                                format!(
-                                    "line {}: {} {}",
-                                    first_line + d.index.unwrap_or(0),
-                                    d.field,
-                                    d.message
-                                )
-                            })
-                            .collect();
-                        anyhow::anyhow!("invalid rows, nothing imported:\n{}", lines.join("\n"))
-                    }
-                    other => anyhow::anyhow!("{other}"),
+                |rejected| {
+                    let lines: Vec<String> = rejected
+                        .violations
+                        .iter()
+                        .take(20)
+                        .map(|v| {
+                            format!(
+                                "line {}: {} {}",
+                                first_line + v.index.unwrap_or(0),
+                                v.field,
+                                v.message
+                            )
+                        })
+                        .collect();
+                    anyhow::anyhow!("invalid rows, nothing imported:\n{}", lines.join("\n"))
                 },
             )?;
             first_line += parsed.len();

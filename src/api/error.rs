@@ -31,6 +31,24 @@ impl ErrorDetail {
     }
 }
 
+/// A 422 names at most this many broken rules: a batch with many bad events would make a huge
+/// answer, and the first hundred say enough.
+const MAX_DETAILS: usize = 100;
+
+impl From<crate::domain::fields::Violation> for ErrorDetail {
+    fn from(v: crate::domain::fields::Violation) -> Self {
+        Self::new(v.index, v.field, v.message)
+    }
+}
+
+/// A batch the domain's rules refused: 422 with its code, its message and the broken rules.
+impl From<crate::domain::events::Rejected> for ApiError {
+    fn from(r: crate::domain::events::Rejected) -> Self {
+        let details = r.violations.into_iter().take(MAX_DETAILS).map(Into::into);
+        Self::invalid(r.code, r.message, details.collect())
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable.

@@ -12,11 +12,14 @@ use utoipa::ToSchema;
 
 use super::{
     error::{ApiError, ApiResult, ErrorDetail, ErrorEnvelope},
-    json::{Fields, JsonBody},
+    json::JsonBody,
     AppState,
 };
 use crate::{
-    domain::{Category, ItemId},
+    domain::{
+        fields::{Fields, Violation},
+        Category, ItemId,
+    },
     store::{Item, ItemUpsert},
 };
 
@@ -28,7 +31,7 @@ const MAX_CATEGORIES: usize = 100;
 /// A catalog entry as a shop writes it; every field optional.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // documents the body for OpenAPI; parsing is field by field below
+#[allow(dead_code)] // documents the body for OpenAPI; `parse_item` reads it field by field
 pub struct ItemIn {
     /// Required in `POST /v1/items`, taken from the path in `PUT`.
     #[schema(value_type = Option<super::schema::Id>)]
@@ -103,7 +106,7 @@ fn parse_item(
     value: &Value,
     index: Option<usize>,
     path_id: Option<&ItemId>,
-    errors: &mut Vec<ErrorDetail>,
+    errors: &mut Vec<Violation>,
 ) -> Option<ItemUpsert> {
     let known = ["item_id", "title", "categories", "available", "attributes"];
     let mut f = Fields::new(value, index, &known, errors)?;
@@ -185,11 +188,12 @@ fn has_nul(v: &Value) -> bool {
     }
 }
 
-fn invalid(errors: Vec<ErrorDetail>) -> ApiError {
+/// The 422 of a refused item, from the rules it broke (`Violation`s) or the body's shape.
+fn invalid(errors: Vec<impl Into<ErrorDetail>>) -> ApiError {
     ApiError::invalid(
         "invalid_item",
         "the item breaks a rule; nothing was stored",
-        errors,
+        errors.into_iter().map(Into::into).collect(),
     )
 }
 

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use recloop::{
-    api::{error::ApiError, events::parse_events},
-    domain::{EventType, IdError, ItemId, UserId, MAX_ID_CHARS},
+    api::error::ApiError,
+    domain::{events::parse_events, EventType, IdError, ItemId, UserId, MAX_ID_CHARS},
 };
 use serde_json::{json, Map, Value};
 
@@ -135,8 +135,9 @@ fn breakage() -> impl Strategy<Value = (&'static str, Value)> {
     ]
 }
 
-fn details(err: ApiError) -> (&'static str, Vec<(Option<usize>, String)>) {
-    match err {
+/// The 422 the API answers for a refused batch: its code, and each detail's index and field.
+fn details(err: impl Into<ApiError>) -> (&'static str, Vec<(Option<usize>, String)>) {
+    match err.into() {
         ApiError::Unprocessable { code, details, .. } => (
             code,
             details.into_iter().map(|d| (d.index, d.field)).collect(),

@@ -1,7 +1,12 @@
-//! Domain types parsed at the edge. Past the HTTP layer nothing re-validates: a `UserId` is
-//! a valid user id by construction.
+//! Domain types parsed at the edge, and the rules they are parsed by. Past the edge (the HTTP
+//! layer, `recloop import`) nothing re-validates: a `UserId` is a valid user id by construction.
+//! Nothing here knows HTTP or SQL: `events::parse_events` refuses a batch with a `Rejected`
+//! that the API renders as its 422 and the import as line numbers.
 
 use std::fmt;
+
+pub mod events;
+pub mod fields;
 
 /// The longest id the contract allows, in characters.
 pub const MAX_ID_CHARS: usize = 256;
