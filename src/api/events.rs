@@ -20,30 +20,6 @@ use axum::extract::FromRequest;
 /// The most events one request may carry: the domain's batch rule.
 pub use crate::domain::events::MAX_BATCH;
 
-/// One event as a shop posts it.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // documents the body for OpenAPI; `domain::events` parses it field by field
-pub struct EventIn {
-    /// Who acted (1-256 characters, no control characters).
-    #[schema(value_type = super::schema::Id)]
-    user_id: String,
-    /// On what.
-    #[schema(value_type = super::schema::Id)]
-    item_id: String,
-    #[schema(value_type = super::schema::EventKind, example = "purchase")]
-    r#type: EventType,
-    /// RFC 3339; default now; at most 5 minutes ahead of the server's clock.
-    #[schema(format = DateTime)]
-    timestamp: Option<String>,
-    /// Idempotency key: an event whose `event_id` was already stored is not stored again.
-    #[schema(value_type = Option<super::schema::Id>)]
-    event_id: Option<String>,
-    /// The recommendation response that showed this item.
-    #[schema(value_type = Option<super::schema::Id>)]
-    recommendation_id: Option<String>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventsAccepted {
     /// Events stored by this request.

@@ -28,27 +28,6 @@ const MAX_ITEMS: usize = 10_000;
 const MAX_TITLE_CHARS: usize = 1_000;
 const MAX_CATEGORIES: usize = 100;
 
-/// A catalog entry as a shop writes it; every field optional.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // documents the body for OpenAPI; `parse_item` reads it field by field
-pub struct ItemIn {
-    /// Required in `POST /v1/items`, taken from the path in `PUT`.
-    #[schema(value_type = Option<super::schema::Id>)]
-    item_id: Option<String>,
-    /// At most 1,000 characters, no control characters.
-    #[schema(max_length = 1000, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
-    title: Option<String>,
-    /// At most 100, each 1 to 256 characters without control characters.
-    #[schema(value_type = Option<Vec<super::schema::Id>>, max_items = 100)]
-    categories: Option<Vec<String>>,
-    /// Default true; an unavailable item is never recommended.
-    available: Option<bool>,
-    /// Free-form JSON object.
-    #[schema(value_type = Option<super::schema::Attributes>)]
-    attributes: Option<Value>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ItemOut {
     pub item_id: String,
