@@ -19,6 +19,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("server", &[]),
     ("serve", &["config", "model", "store", "domain"]),
     ("learn", &["serve", "config", "model", "store", "domain"]),
+    // The command-line tools, until they move to their own crate.
+    ("import", &["domain", "store"]),
+    ("synth", &["domain", "import"]),
+    (
+        "evaluate",
+        &["learn", "config", "model", "domain", "import"],
+    ),
+    ("simulate", &["config", "build_app"]),
     (
         "api",
         &[
@@ -206,7 +214,9 @@ fn no_cycle_between_the_modules_of_a_room() {
     // off: not a dependency between pieces.
     let mut next: BTreeMap<&Vec<String>, Vec<&Vec<String>>> = BTreeMap::new();
     for (from, to) in &g.edges {
-        let same_room = from.first() == to.first() && from.len() == 2 && to.len() == 2;
+        // `simulate` is a tool, not the service; it leaves `src/` with the other tools.
+        let tool = from.first().is_some_and(|r| r == "simulate");
+        let same_room = !tool && from.first() == to.first() && from.len() == 2 && to.len() == 2;
         if same_room && from != to && g.modules.contains(to) {
             next.entry(from).or_default().push(to);
         }

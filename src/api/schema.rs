@@ -178,10 +178,7 @@ impl PartialSchema for EventsIn {
 
 impl ToSchema for EventsIn {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        schemas.push((
-            "EventIn".into(),
-            <EventIn as PartialSchema>::schema(),
-        ));
+        schemas.push(("EventIn".into(), <EventIn as PartialSchema>::schema()));
         <EventIn as ToSchema>::schemas(schemas);
     }
 }
