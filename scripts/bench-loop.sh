@@ -6,22 +6,21 @@
 #   4. single-event ingest: 64 clients, one event per request
 # Every figure is printed under the command that produced it. About 90 s after the build.
 #
+# CARGO_TARGET_DIR is honoured (the binaries are looked for there); READY_TIMEOUT (s, default 60):
+# how long the server may take to answer.
+#
 #   scripts/bench-loop.sh            # DATA_DIR defaults to ../shared/data/ml100k-split
 #   LOAD_SECS=20 BATCH_SECS=20 SINGLE_SECS=10 scripts/bench-loop.sh
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+# Print a blank line and the command before running it: the figures below it are its output.
+RUN_BLANK_LINE=1
 
-cd "$(dirname "$0")/.."
 DATA_DIR=${DATA_DIR:-../shared/data/ml100k-split}
 LOAD_SECS=${LOAD_SECS:-20}
 BATCH_SECS=${BATCH_SECS:-20}
 SINGLE_SECS=${SINGLE_SECS:-10}
-
-# Print a command, then run it: the figures below it are its output.
-run() {
-    echo
-    echo "\$ $*"
-    "$@"
-}
 
 # Snapshot /metrics; `phase_end ROUTE` prints what the server saw since the last snapshot
 # (server-side latency of ROUTE, group-commit batching), to split client figures into server time
@@ -34,29 +33,14 @@ phase_end() {
 }
 
 echo "== build"
-run cargo build --release --bin recloop --example loop_bench
-BIN=target/release/recloop
-BENCH=target/release/examples/loop_bench
+build --bin recloop --example loop_bench
+BIN=$TARGET/release/recloop
+BENCH=$TARGET/release/examples/loop_bench
 
-# Load generator: wrk with a Lua script rotating user ids (an apt package, seconds to install;
-# `cargo install oha` takes over 15 minutes to compile on a 2-core machine).
-if ! command -v wrk >/dev/null; then
-    run apt-get install -y wrk
-fi
+# Load generator: wrk with a Lua script rotating user ids.
+need_wrk
 
-WORK=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-    if [[ -n $SERVER_PID ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-# Ask the kernel for a free port (bind to 0), then hand it to the server.
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 
 # BACKEND=postgres measures on PostgreSQL instead: run through scripts/with-postgres, which
@@ -74,15 +58,8 @@ fi
 echo
 echo "== server on $URL, database $DB_URL (log: $WORK/server.log)"
 # No background retraining: it would compete for the 2 cores mid-measurement.
-RECLOOP_RETRAIN_INTERVAL_SECS=0 RECLOOP_RETRAIN_AFTER_EVENTS=0 \
-    "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "$DB_URL" \
-    >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 100); do
-    curl -sf "$URL/healthz" >/dev/null && break
-    sleep 0.1
-done
-curl -sf "$URL/healthz" >/dev/null || { cat "$WORK/server.log"; exit 1; }
+start server "$URL/healthz" env RECLOOP_RETRAIN_INTERVAL_SECS=0 RECLOOP_RETRAIN_AFTER_EVENTS=0 \
+    "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "$DB_URL"
 
 echo
 echo "== 1. the loop: ingest, retrain, quality over HTTP, sequential latency"
@@ -116,7 +93,7 @@ echo "== 3. batched ingest: 4 clients x 1,000-event batches, ${BATCH_SECS} s, un
 snapshot
 run "$BENCH" --url "$URL" --synthetic-seconds "$BATCH_SECS" --concurrency 4 --batch 1000 | tee "$WORK/batched.out"
 phase_end /v1/events
-[[ $BACKEND == sqlite ]] && run du -h "$WORK/recloop.db" "$WORK/recloop.db-wal"
+if [[ $BACKEND == sqlite ]]; then run du -h "$WORK/recloop.db" "$WORK/recloop.db-wal"; fi
 
 echo
 echo "== 4. single-event ingest: 64 clients x 1 event per request, ${SINGLE_SECS} s"

@@ -6,17 +6,25 @@
 # trained model, so that recommendations, similar items and the model routes answer from real
 # data too. Exits non-zero on any failure.
 #
+# CARGO_TARGET_DIR is honoured; READY_TIMEOUT (s, default 60): how long the server may take to
+# answer.
+#
 #   scripts/schemathesis.sh                 # 100 test cases per operation
 #   ST_MAX_EXAMPLES=300 ST_SEED=1 scripts/schemathesis.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 ST_VERSION=4.32.5
 max_examples=${ST_MAX_EXAMPLES:-100}
-target=${CARGO_TARGET_DIR:-$PWD/target}
+# Absolute: schemathesis runs from the temporary directory.
+case $TARGET in
+    /*) target=$TARGET ;;
+    *) target=$ROOT/$TARGET ;;
+esac
 
 echo "== building recloop (the test profile: what \`cargo test\` already built, optimised enough to train)"
-cargo build --locked --quiet --profile test --bin recloop
+build --profile test --locked --quiet --bin recloop
 bin=$target/debug/recloop
 
 venv=$target/schemathesis-$ST_VERSION
@@ -27,18 +35,8 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$ST_VERSION"; the
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
 fi
 
-work=$(mktemp -d)
-server=
-cleanup() {
-    if [[ -n $server ]]; then
-        kill "$server" 2>/dev/null || true
-        wait "$server" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+work=$WORK
+port=$(free_port)
 base=http://127.0.0.1:$port
 api_key=st-api-$(python3 -c 'import secrets; print(secrets.token_hex(12))')
 admin_key=st-admin-$(python3 -c 'import secrets; print(secrets.token_hex(12))')
@@ -46,17 +44,11 @@ admin_key=st-admin-$(python3 -c 'import secrets; print(secrets.token_hex(12))')
 echo "== starting recloop on $base"
 # Background training off, so that only schemathesis's retrain calls train; a small model keeps
 # those trainings short in a debug build.
-RECLOOP_BIND=127.0.0.1:$port DATABASE_URL="sqlite://$work/recloop.db" \
-    RECLOOP_API_KEY=$api_key RECLOOP_ADMIN_KEY=$admin_key \
+start server "$base/healthz" env RECLOOP_BIND="127.0.0.1:$port" DATABASE_URL="sqlite://$work/recloop.db" \
+    RECLOOP_API_KEY="$api_key" RECLOOP_ADMIN_KEY="$admin_key" \
     RECLOOP_RETRAIN_INTERVAL_SECS=0 RECLOOP_RETRAIN_AFTER_EVENTS=0 \
     RECLOOP_FACTORS=8 RECLOOP_ITERATIONS=4 RECLOOP_SIMILAR_K=10 \
-    "$bin" serve >"$work/server.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do
-    curl -fsS "$base/healthz" >/dev/null 2>&1 && break
-    kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; exit 1; }
-    sleep 0.1
-done
+    "$bin" serve
 
 echo "== seeding: catalog, events, a trained model"
 admin=(-H "Authorization: Bearer $admin_key" -H "Content-Type: application/json")

@@ -8,12 +8,15 @@
 # The server's RSS is sampled every SAMPLE_SECS; at the end: RSS at start/end/max, request rates,
 # the model versions trained. The model is ML-100K-sized (the train split imported first).
 #
+# READY_TIMEOUT (s, default 60): how long the server may take to answer.
+#
 #   scripts/soak.sh                              # 600 s
 #   SOAK_SECS=60 TRAIN_CSV=/path/train.csv scripts/soak.sh
 #   RETRAIN_SECS=0 EVENT_CONNECTIONS=0 scripts/soak.sh  # reads only, no training
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
-cd "$(dirname "$0")/.."
 TRAIN_CSV=${TRAIN_CSV:-../shared/data/ml100k-split/train.csv}
 SOAK_SECS=${SOAK_SECS:-600}
 SAMPLE_SECS=${SAMPLE_SECS:-30}
@@ -22,39 +25,23 @@ EVENT_DELAY_MS=${EVENT_DELAY_MS:-20}
 # 0 turns that half of the load off (to tell which one memory grows with).
 READ_CONNECTIONS=${READ_CONNECTIONS:-8}
 EVENT_CONNECTIONS=${EVENT_CONNECTIONS:-4}
-[[ -r $TRAIN_CSV ]] || { echo "no training data at $TRAIN_CSV (set TRAIN_CSV)" >&2; exit 1; }
+[[ -r $TRAIN_CSV ]] || die "no training data at $TRAIN_CSV (set TRAIN_CSV)"
 
 echo "== build"
-cargo build --release --bin recloop
-BIN=${CARGO_TARGET_DIR:-target}/release/recloop
-if ! command -v wrk >/dev/null; then
-    apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }
-fi
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+build --bin recloop
+BIN=$TARGET/release/recloop
+need_wrk
 
 export DATABASE_URL=sqlite://$WORK/recloop.db
 echo "== an ML-100K-sized model from $TRAIN_CSV"
 "$BIN" import "$TRAIN_CSV" 2>/dev/null
 "$BIN" train 2>/dev/null | sed -n 1p
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
-RECLOOP_RETRAIN_INTERVAL_SECS=$RETRAIN_SECS RECLOOP_RETRAIN_AFTER_EVENTS=0 \
-    "$BIN" serve --bind "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
-SERVER=$!
-PIDS+=("$SERVER")
-for _ in $(seq 100); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.1; done
-curl -sf "$URL/readyz" >/dev/null || { cat "$WORK/server.log"; exit 1; }
+start server "$URL/readyz" env RECLOOP_RETRAIN_INTERVAL_SECS="$RETRAIN_SECS" RECLOOP_RETRAIN_AFTER_EVENTS=0 \
+    "$BIN" serve --bind "127.0.0.1:$PORT"
+SERVER=$STARTED
 
 # Users: the split's, plus 2,000 new ones who only appear through the soak's events. Items: the split's.
 { tail -n +2 "$TRAIN_CSV" | cut -d, -f1 | sort -u; seq -f 'soak-u%g' 2000; } >"$WORK/users.txt"
@@ -76,20 +63,21 @@ if ((READ_CONNECTIONS > 0)); then
     wrk -t1 -c"$READ_CONNECTIONS" -d"${SOAK_SECS}s" --timeout 10s --latency -s scripts/rotate-paths.lua \
         "$URL" -- "$WORK/reads.txt" >"$WORK/reads.out" 2>&1 &
     LOADS+=($!)
+    track $!
 fi
 if ((EVENT_CONNECTIONS > 0)); then
     wrk -t1 -c"$EVENT_CONNECTIONS" -d"${SOAK_SECS}s" --timeout 30s -s scripts/soak-events.lua "$URL" \
         -- "$WORK/users.txt" "$WORK/items.txt" "$EVENT_DELAY_MS" >"$WORK/events.out" 2>&1 &
     LOADS+=($!)
+    track $!
 fi
-PIDS+=("${LOADS[@]}")
 loading() {
     for pid in "${LOADS[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
     return 1
 }
-STARTED=$SECONDS
+T0=$SECONDS
 sample() {
-    printf '%6d %10s %8s %10s\n' $((SECONDS - STARTED)) "$(rss_mib)" "$(version)" \
+    printf '%6d %10s %8s %10s\n' $((SECONDS - T0)) "$(rss_mib)" "$(version)" \
         "$(du -cm "$WORK"/recloop.db* | tail -1 | cut -f1)" | tee -a "$WORK/rss.txt"
 }
 printf '%6s %10s %8s %10s\n' "t (s)" "RSS (MiB)" "model" "db (MiB)" | tee "$WORK/rss.txt"

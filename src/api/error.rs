@@ -152,18 +152,24 @@ impl ApiError {
     }
 }
 
+/// What a storage failure tells the client. The contract has one answer for "retry, nothing
+/// was half-written", 503: an outage, a deadline passed and a conflicting transaction all get
+/// it (the contract lists no 409 for a write that lost a race). Corrupt data and bugs are not
+/// cured by retrying: 500, with the cause kept for the log, never sent.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(_) => Self::Unavailable(e),
-            other => Self::Internal(other.into()),
+        if e.is_retryable() {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(e.into())
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // Internal causes are logged once, here, and never sent: the client gets the envelope.
+        // Internal causes are logged once, here, with their whole chain, and never sent: the
+        // client gets the envelope with an opaque message.
         match &self {
             Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
             Self::Unavailable(cause) => tracing::warn!(error = %cause, "storage unavailable"),

@@ -11,41 +11,14 @@ use super::{
     json::JsonBody,
     AppState,
 };
-use crate::{
-    domain::{
-        events::{parse_events, Rejected, INVALID_EVENT},
-        EventType, NewEvent,
-    },
-    store::AppendOutcome,
+use crate::domain::{
+    events::{parse_events, Rejected, INVALID_EVENT},
+    EventType,
 };
 use axum::extract::FromRequest;
 
 /// The most events one request may carry: the domain's batch rule.
 pub use crate::domain::events::MAX_BATCH;
-
-/// One event as a shop posts it.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // documents the body for OpenAPI; `domain::events` parses it field by field
-pub struct EventIn {
-    /// Who acted (1-256 characters, no control characters).
-    #[schema(value_type = super::schema::Id)]
-    user_id: String,
-    /// On what.
-    #[schema(value_type = super::schema::Id)]
-    item_id: String,
-    #[schema(value_type = super::schema::EventKind, example = "purchase")]
-    r#type: EventType,
-    /// RFC 3339; default now; at most 5 minutes ahead of the server's clock.
-    #[schema(format = DateTime)]
-    timestamp: Option<String>,
-    /// Idempotency key: an event whose `event_id` was already stored is not stored again.
-    #[schema(value_type = Option<super::schema::Id>)]
-    event_id: Option<String>,
-    /// The recommendation response that showed this item.
-    #[schema(value_type = Option<super::schema::Id>)]
-    recommendation_id: Option<String>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventsAccepted {
@@ -75,11 +48,6 @@ fn record_rejected(body: &Value, rejected: &Rejected) {
             .map_or("unknown", EventType::as_str);
         metrics::counter!("recloop_events_rejected_total", "type" => kind).increment(1);
     }
-}
-
-/// The model version a `recommendation_id` was served by: ids end in `-v<version>`.
-pub fn credited_version(recommendation_id: &str) -> Option<i64> {
-    recommendation_id.rsplit_once("-v")?.1.parse().ok()
 }
 
 #[utoipa::path(
@@ -112,48 +80,14 @@ pub async fn post_events(
     let events = parse_events(&body, Utc::now()).inspect_err(|e| record_rejected(&body, e))?;
     // The append and the cache invalidation run to the end even if the client goes away:
     // a committed event must always be seen by the user's next request.
-    let outcome = tokio::spawn(append(state, events))
+    let serving = state.serving.clone();
+    let outcome = tokio::spawn(async move { serving.ingest(events).await })
         .await
         .map_err(|e| ApiError::Internal(e.into()))??;
     Ok(Json(EventsAccepted {
         accepted: outcome.accepted,
         duplicates: outcome.duplicates,
     }))
-}
-
-async fn append(state: AppState, events: Vec<NewEvent>) -> ApiResult<AppendOutcome> {
-    let mut users: Vec<String> = events.iter().map(|e| e.user_id.to_string()).collect();
-    users.sort_unstable();
-    users.dedup();
-    let counts = EventType::ALL.map(|t| events.iter().filter(|e| e.event_type == t).count());
-    let credits: Vec<(i64, EventType)> = events
-        .iter()
-        .filter_map(|e| {
-            Some((
-                credited_version(e.recommendation_id.as_deref()?)?,
-                e.event_type,
-            ))
-        })
-        .collect();
-    let outcome = state.store.append_events(events).await?;
-    // Committed: the users' next requests must see these events, before we say so.
-    for user in &users {
-        state.serving.user_changed(user);
-    }
-    for (t, n) in EventType::ALL.iter().zip(counts) {
-        if n > 0 {
-            metrics::counter!("recloop_events_received_total", "type" => t.as_str())
-                .increment(n as u64);
-        }
-    }
-    metrics::counter!("recloop_events_accepted_total").increment(outcome.accepted);
-    metrics::counter!("recloop_events_duplicate_total").increment(outcome.duplicates);
-    for (version, t) in credits {
-        metrics::counter!("recloop_credited_events_total",
-            "model_version" => version.to_string(), "type" => t.as_str())
-        .increment(1);
-    }
-    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -195,12 +129,5 @@ mod tests {
         assert_eq!(code, "invalid_batch");
         assert_eq!(message, "a batch holds 1 to 10000 events, not 0");
         assert!(details.is_empty());
-    }
-
-    #[test]
-    fn credit_parsing() {
-        assert_eq!(credited_version("01JABC-v7"), Some(7));
-        assert_eq!(credited_version("01JABC"), None);
-        assert_eq!(credited_version("x-vseven"), None);
     }
 }

@@ -28,27 +28,6 @@ const MAX_ITEMS: usize = 10_000;
 const MAX_TITLE_CHARS: usize = 1_000;
 const MAX_CATEGORIES: usize = 100;
 
-/// A catalog entry as a shop writes it; every field optional.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // documents the body for OpenAPI; `parse_item` reads it field by field
-pub struct ItemIn {
-    /// Required in `POST /v1/items`, taken from the path in `PUT`.
-    #[schema(value_type = Option<super::schema::Id>)]
-    item_id: Option<String>,
-    /// At most 1,000 characters, no control characters.
-    #[schema(max_length = 1000, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
-    title: Option<String>,
-    /// At most 100, each 1 to 256 characters without control characters.
-    #[schema(value_type = Option<Vec<super::schema::Id>>, max_items = 100)]
-    categories: Option<Vec<String>>,
-    /// Default true; an unavailable item is never recommended.
-    available: Option<bool>,
-    /// Free-form JSON object.
-    #[schema(value_type = Option<super::schema::Attributes>)]
-    attributes: Option<Value>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ItemOut {
     pub item_id: String,
@@ -217,9 +196,10 @@ pub async fn put_item(
     let id = item_id(raw)?;
     let mut errors = Vec::new();
     let item = parse_item(&body, None, Some(&id), &mut errors).ok_or_else(|| invalid(errors))?;
-    let stored = state.store.upsert_items(vec![item]).await?;
-    state.serving.catalog.apply(&stored);
-    let item = stored
+    let item = state
+        .serving
+        .put_items(vec![item])
+        .await?
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("upsert of one item returned none")))?;
@@ -265,8 +245,7 @@ pub async fn post_items(
         errors.truncate(100);
         return Err(invalid(errors));
     }
-    let stored = state.store.upsert_items(items).await?;
-    state.serving.catalog.apply(&stored);
+    let stored = state.serving.put_items(items).await?;
     Ok(Json(Upserted {
         upserted: stored.len(),
     }))
@@ -288,7 +267,7 @@ pub async fn get_item(
 ) -> ApiResult<Json<ItemOut>> {
     let id = item_id(raw)?;
     let item =
-        state.store.get_item(&id).await?.ok_or_else(|| {
+        state.serving.item(&id).await?.ok_or_else(|| {
             ApiError::NotFound(format!("no item {:?} in the catalog", id.as_str()))
         })?;
     Ok(Json(item.into()))
@@ -310,9 +289,8 @@ pub async fn delete_item(
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = item_id(raw)?;
-    if !state.store.delete_item(&id).await? {
+    if !state.serving.delete_item(&id).await? {
         return Err(ApiError::NotFound(format!("no item {:?}", id.as_str())));
     }
-    state.serving.catalog.remove(id.as_str());
     Ok(StatusCode::NO_CONTENT)
 }

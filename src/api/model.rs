@@ -99,15 +99,6 @@ pub struct RetrainStarted {
     pub status: String,
 }
 
-/// The versions answering requests: the champion and the challenger, if any.
-fn serving_versions(state: &AppState) -> Vec<i64> {
-    [state.serving.current(), state.serving.challenger()]
-        .into_iter()
-        .flatten()
-        .map(|s| s.version())
-        .collect()
-}
-
 #[utoipa::path(
     get, path = "/v1/model", tag = "model",
     responses(
@@ -133,19 +124,13 @@ pub async fn current(State(state): State<AppState>) -> ApiResult<Json<ModelOut>>
     security((), ("api_key" = []))
 )]
 pub async fn versions(State(state): State<AppState>) -> ApiResult<Json<VersionsOut>> {
-    let serving = serving_versions(&state);
-    let online = online::by_version(&state.store.online_counts().await?);
-    let versions = state
-        .store
-        .model_versions()
+    let serving = state.serving.versions_in_service();
+    let versions = online::versions(&state.store)
         .await?
         .into_iter()
-        .map(|r| {
-            let summary = online.get(&r.version).copied().unwrap_or_default();
-            ModelOut {
-                online: Some(summary),
-                ..ModelOut::new(r, &serving)
-            }
+        .map(|(r, summary)| ModelOut {
+            online: Some(summary),
+            ..ModelOut::new(r, &serving)
         })
         .collect();
     Ok(Json(VersionsOut { versions }))
@@ -186,24 +171,27 @@ pub async fn retrain(
         }
     };
     if !wait {
-        if state.store.max_event_seq().await? == 0 {
-            return Err(no_events());
-        }
-        if !state
+        return match state
             .trainer
-            .try_start()
+            .start()
             .await
             .map_err(ApiError::from_training)?
         {
-            return Err(ApiError::Conflict {
+            Outcome::Started => {
+                let body = RetrainStarted {
+                    status: "started".into(),
+                };
+                Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+            }
+            Outcome::NoEvents => Err(no_events()),
+            Outcome::Busy => Err(ApiError::Conflict {
                 code: "training_in_progress",
                 message: "a training is already running; retry later or use ?wait=true".into(),
-            });
-        }
-        let body = RetrainStarted {
-            status: "started".into(),
+            }),
+            Outcome::Trained(_) => Err(ApiError::Internal(anyhow::anyhow!(
+                "start trains in the background; it cannot have trained"
+            ))),
         };
-        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let called_at = std::time::Instant::now();
     match state
@@ -213,11 +201,11 @@ pub async fn retrain(
         .map_err(ApiError::from_training)?
     {
         Outcome::Trained(record) => {
-            Ok(Json(ModelOut::new(record, &serving_versions(&state))).into_response())
+            Ok(Json(ModelOut::new(record, &state.serving.versions_in_service())).into_response())
         }
         Outcome::NoEvents => Err(no_events()),
-        Outcome::Busy => Err(ApiError::Internal(anyhow::anyhow!(
-            "run_covering waits for the lease; it cannot be busy"
+        Outcome::Busy | Outcome::Started => Err(ApiError::Internal(anyhow::anyhow!(
+            "run_covering waits for the lease and trains itself"
         ))),
     }
 }
@@ -267,7 +255,10 @@ async fn decide(state: AppState, promote: bool) -> ApiResult<Json<ModelOut>> {
         "; retired by hand"
     };
     match decide_challenger(&state.store, &state.serving, promote, note).await {
-        Ok(record) => Ok(Json(ModelOut::new(record, &serving_versions(&state)))),
+        Ok(record) => Ok(Json(ModelOut::new(
+            record,
+            &state.serving.versions_in_service(),
+        ))),
         Err(ChallengerError::None) => Err(ApiError::NotFound("no challenger is running".into())),
         Err(ChallengerError::Decided) => Err(ApiError::Conflict {
             code: "challenger_decided",

@@ -202,19 +202,12 @@ pub async fn similar(
 ) -> ApiResult<Json<SimilarOut>> {
     let id = item_id(raw)?;
     let n = Params::new(query)?.n()?;
-    let (model_version, items) = match state.serving.similar(id.as_str(), n) {
-        Some((version, items)) => (Some(version), items),
-        // A catalog item nobody has touched yet is known, just without neighbours so far.
-        None if state.serving.catalog.contains(id.as_str()) => {
-            (state.serving.current().map(|s| s.version()), Vec::new())
-        }
-        None => {
-            return Err(ApiError::NotFound(format!(
-                "no item {:?} in the catalog or the model",
-                id.as_str()
-            )))
-        }
-    };
+    let (model_version, items) = state.serving.similar(id.as_str(), n).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no item {:?} in the catalog or the model",
+            id.as_str()
+        ))
+    })?;
     Ok(Json(SimilarOut {
         item_id: id.into_inner(),
         model_version,

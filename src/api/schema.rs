@@ -122,7 +122,7 @@ pub struct ItemPut;
 
 impl PartialSchema for ItemPut {
     fn schema() -> RefOr<Schema> {
-        let mut object = object_of::<super::items::ItemIn>();
+        let mut object = object_of::<ItemIn>();
         object.properties.remove("item_id");
         object.required.retain(|r| r != "item_id");
         Schema::Object(object).into()
@@ -131,7 +131,7 @@ impl PartialSchema for ItemPut {
 
 impl ToSchema for ItemPut {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        <super::items::ItemIn as ToSchema>::schemas(schemas);
+        <ItemIn as ToSchema>::schemas(schemas);
     }
 }
 
@@ -140,7 +140,7 @@ pub struct ItemsIn;
 
 impl PartialSchema for ItemsIn {
     fn schema() -> RefOr<Schema> {
-        let mut object = object_of::<super::items::ItemIn>();
+        let mut object = object_of::<ItemIn>();
         // Required, and so not null (null counts as absent).
         object.required.push("item_id".into());
         object.properties.insert("item_id".into(), Id::schema());
@@ -154,7 +154,7 @@ impl PartialSchema for ItemsIn {
 
 impl ToSchema for ItemsIn {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        <super::items::ItemIn as ToSchema>::schemas(schemas);
+        <ItemIn as ToSchema>::schemas(schemas);
     }
 }
 
@@ -170,7 +170,7 @@ impl PartialSchema for EventsIn {
                 ArrayBuilder::new()
                     .items(event())
                     .min_items(Some(1))
-                    .max_items(Some(super::events::MAX_BATCH)),
+                    .max_items(Some(crate::domain::events::MAX_BATCH)),
             )
             .into()
     }
@@ -178,10 +178,52 @@ impl PartialSchema for EventsIn {
 
 impl ToSchema for EventsIn {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        schemas.push((
-            "EventIn".into(),
-            <super::events::EventIn as PartialSchema>::schema(),
-        ));
-        <super::events::EventIn as ToSchema>::schemas(schemas);
+        schemas.push(("EventIn".into(), <EventIn as PartialSchema>::schema()));
+        <EventIn as ToSchema>::schemas(schemas);
     }
+}
+
+/// One event as a shop posts it.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documents the body for OpenAPI; `domain::events` parses it field by field
+pub struct EventIn {
+    /// Who acted (1-256 characters, no control characters).
+    #[schema(value_type = Id)]
+    user_id: String,
+    /// On what.
+    #[schema(value_type = Id)]
+    item_id: String,
+    #[schema(value_type = EventKind, example = "purchase")]
+    r#type: crate::domain::EventType,
+    /// RFC 3339; default now; at most 5 minutes ahead of the server's clock.
+    #[schema(format = DateTime)]
+    timestamp: Option<String>,
+    /// Idempotency key: an event whose `event_id` was already stored is not stored again.
+    #[schema(value_type = Option<Id>)]
+    event_id: Option<String>,
+    /// The recommendation response that showed this item.
+    #[schema(value_type = Option<Id>)]
+    recommendation_id: Option<String>,
+}
+
+/// A catalog entry as a shop writes it; every field optional.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documents the body for OpenAPI; `items::parse_item` reads it field by field
+pub struct ItemIn {
+    /// Required in `POST /v1/items`, taken from the path in `PUT`.
+    #[schema(value_type = Option<Id>)]
+    item_id: Option<String>,
+    /// At most 1,000 characters, no control characters.
+    #[schema(max_length = 1000, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    title: Option<String>,
+    /// At most 100, each 1 to 256 characters without control characters.
+    #[schema(value_type = Option<Vec<Id>>, max_items = 100)]
+    categories: Option<Vec<String>>,
+    /// Default true; an unavailable item is never recommended.
+    available: Option<bool>,
+    /// Free-form JSON object.
+    #[schema(value_type = Option<Attributes>)]
+    attributes: Option<serde_json::Value>,
 }

@@ -26,7 +26,7 @@ use crate::{
     domain::Arm,
     model::arms::{self, Record, Verdict},
     serve::Serving,
-    store::{DynStore, OnlineCounts},
+    store::{DynStore, ModelRecord, OnlineCounts, StoreResult},
 };
 
 /// How long the credit tally keeps reading an event range again before settling it: on
@@ -59,6 +59,19 @@ impl OnlineSummary {
         self.ctr = self.clicks as f64 / n;
         self.purchase_rate = self.purchases as f64 / n;
     }
+}
+
+/// Every model version, newest first, with its online totals (all arms summed).
+pub async fn versions(store: &DynStore) -> StoreResult<Vec<(ModelRecord, OnlineSummary)>> {
+    let online = by_version(&store.online_counts().await?);
+    let versions = store.model_versions().await?;
+    Ok(versions
+        .into_iter()
+        .map(|r| {
+            let summary = online.get(&r.version).copied().unwrap_or_default();
+            (r, summary)
+        })
+        .collect())
 }
 
 /// Sums the totals per model version.

@@ -37,8 +37,10 @@ pub enum Outcome {
     Trained(ModelRecord),
     /// Nothing to learn from yet.
     NoEvents,
-    /// Another replica holds the training lease.
+    /// Another replica (or, for [`Trainer::start`], this one) is training.
     Busy,
+    /// [`Trainer::start`] began a training in the background.
+    Started,
 }
 
 /// The background trainer. Never two trainings at once: every run holds `lock` (this process)
@@ -80,14 +82,17 @@ impl Trainer {
         self.train_locked(params, &mut lease).await
     }
 
-    /// Starts a training in the background unless one is running here or in another replica
-    /// (then `false`).
-    pub async fn try_start(self: &Arc<Self>) -> anyhow::Result<bool> {
+    /// Starts a training in the background: `Started`, or `Busy` when one is running here or
+    /// in another replica, or `NoEvents` when there is nothing to learn from.
+    pub async fn start(self: &Arc<Self>) -> anyhow::Result<Outcome> {
+        if self.store.max_event_seq().await? == 0 {
+            return Ok(Outcome::NoEvents);
+        }
         let Ok(guard) = self.lock.clone().try_lock_owned() else {
-            return Ok(false);
+            return Ok(Outcome::Busy);
         };
         let Some(mut lease) = self.store.try_training_lease().await? else {
-            return Ok(false);
+            return Ok(Outcome::Busy);
         };
         let me = self.clone();
         tokio::spawn(async move {
@@ -96,7 +101,7 @@ impl Trainer {
                 tracing::error!(error = ?e, "training failed");
             }
         });
-        Ok(true)
+        Ok(Outcome::Started)
     }
 
     /// Returns a version trained on every event acknowledged before `called_at`, waiting out a

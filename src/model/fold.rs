@@ -9,7 +9,7 @@
 //! history of ten items, a few times fewer operations than the Cholesky solve, and no
 //! `k × k` work buffers.
 
-use super::als::{row_regularization, AlsParams};
+use super::als_params::{row_regularization, AlsParams};
 use super::linalg::{cholesky_solve, dot64};
 use faer::{linalg::matmul::matmul, Accum, Mat, MatMut, MatRef, Par, Side};
 

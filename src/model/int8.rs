@@ -5,7 +5,8 @@
 //! Three kernels, chosen at run time, with identical results (integer arithmetic, and the
 //! caller's levels keep every sum within i32): AVX-512 VNNI, AVX2 and portable.
 
-use super::scoring::LANES;
+/// Codes per row are padded to a multiple of this, so the kernels have no tail.
+pub(super) const LANES: usize = 32;
 
 /// `out[i] = codes_i · p` for every row of `codes` (rows of `stride`, a multiple of
 /// [`LANES`]; `p` holds `stride` entries).

@@ -6,6 +6,7 @@
 //! can pin results.
 
 pub mod als;
+mod als_params;
 pub mod arms;
 pub mod artifact;
 pub mod ease;

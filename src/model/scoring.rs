@@ -11,13 +11,10 @@
 //! 15-bit codes), `|y_i·x − ŷ_i·x̂| ≤ ‖y_i − ŷ_i‖‖x‖ + ‖ŷ_i‖‖x − x̂‖` (Cauchy–Schwarz twice), plus a
 //! margin for the rounding of the f32 reference dot product and of the bound itself.
 
-use super::int8::integer_dots;
+use super::int8::{integer_dots, LANES};
 use super::linalg::dot;
 use super::topk::{top_k, TopK};
 use super::AlsModel;
-
-/// Codes per row are padded to a multiple of this, so the kernel has no tail.
-pub(super) const LANES: usize = 32;
 
 /// An 8-bit copy of the item factors, with what the error bound needs per item.
 #[derive(Clone, Debug, Default)]

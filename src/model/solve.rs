@@ -4,7 +4,7 @@
 //! `Y` whose Gram matrix is `G = YᵀY`, both solve
 //! `(G + Σ_j (c_j − 1) y_j y_jᵀ + λ_u I) x = Σ_j c_j y_j`, with `c_j = 1 + alpha · w_j`.
 
-use super::als::{row_regularization, AlsParams};
+use super::als_params::{row_regularization, AlsParams};
 use super::kernels::Isa;
 use super::linalg::{axpy, cholesky_solve, dot, syr4_lower, syr_lower};
 

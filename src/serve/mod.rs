@@ -17,6 +17,7 @@ mod impressions;
 mod rank;
 mod snapshot;
 mod user;
+mod writes;
 
 use std::{
     hash::BuildHasher,
@@ -34,6 +35,7 @@ pub use impressions::{spawn_writer, ImpressionSink};
 pub use rank::{exploration_slots, RecommendQuery, ScoredItem, Source};
 pub use snapshot::Snapshot;
 use user::UserState;
+pub use writes::credited_version;
 
 use crate::{
     config::Config,
@@ -131,6 +133,15 @@ impl Serving {
 
     pub fn challenger(&self) -> Option<Arc<Snapshot>> {
         self.challenger.load_full()
+    }
+
+    /// The versions answering requests: the champion and the challenger, if any.
+    pub fn versions_in_service(&self) -> Vec<i64> {
+        [self.current(), self.challenger()]
+            .into_iter()
+            .flatten()
+            .map(|s| s.version())
+            .collect()
     }
 
     /// Puts a challenger next to the champion (None: stops it). Users keep their cached state:

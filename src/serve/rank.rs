@@ -357,16 +357,21 @@ impl Serving {
         (Some(snap.version()), items)
     }
 
-    /// Items like `item_id`; `None` when the model does not know the item.
-    pub fn similar(&self, item_id: &str, n: usize) -> Option<(i64, Vec<ScoredItem>)> {
-        let snap = self.current()?;
-        let &i = snap.index.get(item_id)?;
+    /// Items like `item_id`, with the version that found them; `None` when neither the model
+    /// nor the catalog knows the item. A catalog item nobody has touched yet is known, just
+    /// without neighbours so far.
+    pub fn similar(&self, item_id: &str, n: usize) -> Option<(Option<i64>, Vec<ScoredItem>)> {
+        let snap = self.current();
+        let Some((snap, &i)) = snap.as_ref().and_then(|s| Some((s, s.index.get(item_id)?))) else {
+            let known = self.catalog.contains(item_id);
+            return known.then(|| (snap.map(|s| s.version()), Vec::new()));
+        };
         let q = RecommendQuery::default();
-        let admission = Admission::new(self, &snap, None, &q);
+        let admission = Admission::new(self, snap, None, &q);
         let similar = snap.model.similar[i as usize].iter().copied();
         let items = admission.pick(similar, false, n).unwrap_or_default();
         drop(admission);
-        Some((snap.version(), items))
+        Some((Some(snap.version()), items))
     }
 }
 

@@ -13,7 +13,7 @@ use super::{demote::DemotedOrder, snapshot::Snapshot, Serving};
 use crate::{
     domain::{EventType, UserId},
     model::{interactions::sort_for_fit, recency::weighted_history, LogEvent, UserVector},
-    store::{StoreError, StoreResult, UserActivity, UserStamp},
+    store::{self, StoreError, StoreResult, UserActivity, UserStamp},
 };
 
 /// What the request path knows about one user under one model version.
@@ -91,15 +91,14 @@ const CARRY_OVER_MS: i64 = 30_000;
 const READ_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
 
 async fn deadline<T>(read: impl std::future::Future<Output = StoreResult<T>>) -> StoreResult<T> {
-    tokio::time::timeout(READ_DEADLINE, read)
-        .await
-        .unwrap_or(Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)))
+    store::within(READ_DEADLINE, read).await
 }
 
-/// While the database is down, recommendations go on from what is known: the user's last
-/// cached state, or else none (popular items). Only events need the database to answer.
+/// While the database is down or too slow, recommendations go on from what is known: the
+/// user's last cached state, or else none (popular items). Only events need the database to
+/// answer. A database that answers with corrupt data is no outage: that fails the request.
 fn degraded(cached: Option<Arc<UserState>>, e: StoreError) -> StoreResult<Arc<UserState>> {
-    if !matches!(e, StoreError::Unavailable(_)) {
+    if !e.is_outage() {
         return Err(e);
     }
     metrics::counter!("recloop_degraded_responses_total").increment(1);

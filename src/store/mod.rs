@@ -1,6 +1,8 @@
 //! Storage: one trait, one implementation per database. Nothing outside this module knows SQL.
 
+mod error;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 mod sqlite_read;
 
@@ -12,30 +14,8 @@ use chrono::{DateTime, Utc};
 pub use crate::domain::Arm;
 use crate::domain::{EventType, ItemId, NewEvent, UserId};
 
-/// Why storage failed. `Unavailable` means "retry later, nothing was half-written".
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("stored data is not what this version expects: {0}")]
-    Corrupt(String),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::ColumnDecode { .. }
-            | sqlx::Error::Decode(_)
-            | sqlx::Error::ColumnNotFound(_)
-            | sqlx::Error::TypeNotFound { .. } => Self::Corrupt(e.to_string()),
-            other => Self::Unavailable(other),
-        }
-    }
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
+pub use error::{within, Cause, StoreError, StoreResult};
+pub use rows::HISTORY_LIMIT;
 
 /// The result of appending one request's events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -115,17 +95,6 @@ impl ModelStatus {
             Self::Retired => "retired",
         }
     }
-    fn parse(s: &str) -> StoreResult<Self> {
-        match s {
-            "accepted" => Ok(Self::Accepted),
-            "rejected" => Ok(Self::Rejected),
-            "challenger" => Ok(Self::Challenger),
-            "retired" => Ok(Self::Retired),
-            other => Err(StoreError::Corrupt(format!(
-                "unknown model status {other:?}"
-            ))),
-        }
-    }
 }
 
 /// A model version's record, without its (large) fitted parameters.
@@ -194,11 +163,6 @@ impl TrainingLease {
     }
 }
 
-/// Decodes a stored arm name.
-fn parse_arm(s: &str) -> StoreResult<Arm> {
-    Arm::from_name(s).ok_or_else(|| StoreError::Corrupt(format!("unknown arm {s:?}")))
-}
-
 /// What one recommendation response showed, as recorded for crediting and feedback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Impression {
@@ -260,20 +224,6 @@ pub struct OnlineCounts {
     pub purchases: i64,
 }
 
-/// Items are packed into one text column; ids never hold control characters.
-const ITEM_SEPARATOR: char = '\n';
-
-fn pack_items(items: &[String]) -> String {
-    items.join("\n")
-}
-
-fn unpack_items(packed: &str) -> Vec<String> {
-    if packed.is_empty() {
-        return Vec::new();
-    }
-    packed.split(ITEM_SEPARATOR).map(str::to_owned).collect()
-}
-
 /// Sums impressions per (version, arm, experiment), for one upsert per group.
 fn impression_totals(batch: &[Impression]) -> Vec<((i64, Arm, i64), i64)> {
     let mut totals: std::collections::HashMap<(i64, Arm, i64), i64> = Default::default();
@@ -329,25 +279,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// True when other processes (replicas) may write to the same database, so in-process
     /// knowledge of who changed is not enough.
-    fn is_shared(&self) -> bool {
-        false
-    }
+    fn is_shared(&self) -> bool;
 
     /// The user's history fingerprint, read before the history so a cache built from both is
     /// never newer than its stamp.
     async fn user_stamp(&self, user: &UserId) -> StoreResult<UserStamp>;
 
     /// Takes the one lease that lets a process train, if no other process holds it.
-    async fn try_training_lease(&self) -> StoreResult<Option<TrainingLease>> {
-        Ok(Some(TrainingLease::local()))
-    }
+    async fn try_training_lease(&self) -> StoreResult<Option<TrainingLease>>;
 
     /// Changes when another process accepted a model (None: no such channel; poll instead).
     /// Each caller gets its own receiver, which remembers a change made while its owner was
     /// busy: a loop that is not waiting at the moment of the announcement still wakes for it.
-    fn model_notifications(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        None
-    }
+    fn model_notifications(&self) -> Option<tokio::sync::watch::Receiver<u64>>;
 
     /// A user's history (the newest `HISTORY_LIMIT` events), oldest first by timestamp.
     async fn user_history(&self, user: &UserId) -> StoreResult<Vec<HistoryEvent>>;
@@ -387,68 +331,45 @@ pub trait Store: Send + Sync + 'static {
     /// The newest accepted model and its fitted parameters.
     async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>>;
 
-    // Online learning. The defaults record nothing: a store without them (a test wrapper)
-    // serves as before, without credit, challengers or impression feedback.
-
     /// Records what responses showed, and counts them in the online totals, in one transaction.
-    async fn insert_impressions(&self, _batch: Vec<Impression>) -> StoreResult<()> {
-        Ok(())
-    }
+    async fn insert_impressions(&self, batch: Vec<Impression>) -> StoreResult<()>;
 
     /// The user's newest `limit` recorded responses, newest first.
-    async fn user_impressions(&self, _user: &UserId, _limit: i64) -> StoreResult<Vec<Shown>> {
-        Ok(Vec::new())
-    }
+    async fn user_impressions(&self, user: &UserId, limit: i64) -> StoreResult<Vec<Shown>>;
 
     /// What a request reads for a user it holds no current state of: their history (as
     /// [`Store::user_history`]) and their newest `shown` recorded responses (as
     /// [`Store::user_impressions`]; none asked when `shown` is 0). The stores answer both on
     /// one connection.
-    async fn user_activity(&self, user: &UserId, shown: i64) -> StoreResult<UserActivity> {
-        let history = self.user_history(user).await?;
-        let shown = recorded_responses(shown, self.user_impressions(user, shown)).await;
-        Ok(UserActivity { history, shown })
-    }
+    async fn user_activity(&self, user: &UserId, shown: i64) -> StoreResult<UserActivity>;
 
     /// Credits every event after the settled point that names a recorded response of the same
     /// user and one of its shown items (click, add-to-cart or purchase; once per response and
     /// type), adding to the online totals; then moves the settled point up to `settle_to`
     /// (never down). Reading again what is not settled yet credits nothing twice.
-    async fn tally_credit(&self, _settle_to: i64) -> StoreResult<Tally> {
-        Ok(Tally::default())
-    }
+    async fn tally_credit(&self, settle_to: i64) -> StoreResult<Tally>;
 
     /// Every online total.
-    async fn online_counts(&self) -> StoreResult<Vec<OnlineCounts>> {
-        Ok(Vec::new())
-    }
+    async fn online_counts(&self) -> StoreResult<Vec<OnlineCounts>>;
 
     /// Deletes impressions (and their credit marks) shown before `before_ms`; the totals stay.
-    async fn purge_impressions(&self, _before_ms: i64) -> StoreResult<u64> {
-        Ok(0)
-    }
+    async fn purge_impressions(&self, before_ms: i64) -> StoreResult<u64>;
 
     /// Moves a model from one status to another, appending `note` to its reason; false when it
     /// was not in status `from` (another replica decided first). Announced like a new model.
     async fn change_model_status(
         &self,
-        _version: i64,
-        _from: ModelStatus,
-        _to: ModelStatus,
-        _note: &str,
-    ) -> StoreResult<bool> {
-        Ok(false)
-    }
+        version: i64,
+        from: ModelStatus,
+        to: ModelStatus,
+        note: &str,
+    ) -> StoreResult<bool>;
 
     /// The challenger and its fitted parameters, if one is running.
-    async fn challenger_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
-        Ok(None)
-    }
+    async fn challenger_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>>;
 
     /// The challenger's version, without its parameters (cheap enough to poll).
-    async fn challenger_version(&self) -> StoreResult<Option<i64>> {
-        Ok(None)
-    }
+    async fn challenger_version(&self) -> StoreResult<Option<i64>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

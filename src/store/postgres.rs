@@ -7,15 +7,18 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use futures::TryStreamExt;
 use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
-    ConnectOptions, PgExecutor, PgPool, Postgres, QueryBuilder, Row,
+    ConnectOptions, FromRow, PgExecutor, PgPool, Postgres, QueryBuilder, Row,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::*;
+use super::{
+    rows::{self, decode_all, CountsRow, ItemRow, ModelRow},
+    *,
+};
 
 /// Rows per multi-row INSERT: 7 binds each stays below PostgreSQL's 65,535-parameter limit.
 const INSERT_CHUNK: usize = 5_000;
@@ -23,8 +26,6 @@ const INSERT_CHUNK: usize = 5_000;
 const GROUPED_BELOW: usize = 100;
 /// A group stops collecting requests past this many events.
 const GROUP_MAX_EVENTS: usize = 10_000;
-/// The most recent events of a user that the request path folds in.
-const HISTORY_LIMIT: i64 = super::sqlite::HISTORY_LIMIT;
 
 /// The advisory-lock key that elects the one training replica ("recloop" in ASCII).
 const TRAINING_LOCK: i64 = 0x0072_6563_6c6f_6f70;
@@ -45,7 +46,7 @@ struct AppendJob {
 }
 
 async fn history_on(db: impl PgExecutor<'_>, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
-    let rows = sqlx::query(
+    let rows: Vec<(String, i16, i64)> = sqlx::query_as(
         "SELECT item_id, type, ts_ms FROM \
          (SELECT seq, item_id, type, ts_ms FROM events WHERE user_id = $1 \
           ORDER BY seq DESC LIMIT $2) recent ORDER BY ts_ms, seq",
@@ -54,19 +55,13 @@ async fn history_on(db: impl PgExecutor<'_>, user: &UserId) -> StoreResult<Vec<H
     .bind(HISTORY_LIMIT)
     .fetch_all(db)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(HistoryEvent {
-                item_id: r.try_get("item_id")?,
-                event_type: event_type(r.try_get("type")?)?,
-                ts_ms: r.try_get("ts_ms")?,
-            })
-        })
+    rows.into_iter()
+        .map(|(item_id, code, ts_ms)| rows::history_event(item_id, code.into(), ts_ms))
         .collect()
 }
 
 async fn shown_on(db: impl PgExecutor<'_>, user: &UserId, limit: i64) -> StoreResult<Vec<Shown>> {
-    let rows = sqlx::query(
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT recommendation_id, items, shown_ms FROM impressions WHERE user_id = $1 \
          ORDER BY shown_ms DESC LIMIT $2",
     )
@@ -74,15 +69,10 @@ async fn shown_on(db: impl PgExecutor<'_>, user: &UserId, limit: i64) -> StoreRe
     .bind(limit)
     .fetch_all(db)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Shown {
-                recommendation_id: r.try_get("recommendation_id")?,
-                items: unpack_items(r.try_get("items")?),
-                shown_ms: r.try_get("shown_ms")?,
-            })
-        })
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|(id, items, shown_ms)| rows::shown(id, &items, shown_ms))
+        .collect())
 }
 
 impl PostgresStore {
@@ -174,13 +164,12 @@ async fn group_commit(pool: PgPool, mut jobs: mpsc::Receiver<AppendJob>) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, requests = group.len(), "group commit failed");
+                // Every request of the group learns what happened, as it was classified; each
+                // answer is logged where it is rendered.
+                tracing::debug!(error = %e, requests = group.len(), "group commit failed");
+                let failure = e.fan_out();
                 for job in group {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::Unavailable(sqlx::Error::Protocol(
-                            e.to_string(),
-                        ))));
+                    let _ = job.reply.send(Err(failure()));
                 }
             }
         }
@@ -263,56 +252,28 @@ impl LeaseHolder for AdvisoryLease {
     }
 }
 
-fn ms_to_time(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
-fn event_type(code: i16) -> StoreResult<EventType> {
-    EventType::from_code(code.into())
-        .ok_or_else(|| StoreError::Corrupt(format!("event type {code}")))
-}
-
-fn json_col(row: &sqlx::postgres::PgRow, col: &str) -> StoreResult<serde_json::Value> {
-    let text: String = row.try_get(col)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn item_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<Item> {
-    let categories = json_col(row, "categories")?;
-    Ok(Item {
-        item_id: row.try_get("item_id")?,
-        title: row.try_get("title")?,
-        categories: serde_json::from_value(categories)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        available: row.try_get("available")?,
-        attributes: json_col(row, "attributes")?,
-        updated_at: ms_to_time(row.try_get("updated_ms")?),
-    })
-}
-
 const ITEM_COLUMNS: &str = "item_id, title, categories::text AS categories, available, \
                             attributes::text AS attributes, updated_ms";
 
-fn model_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<ModelRecord> {
-    let status: String = row.try_get("status")?;
-    Ok(ModelRecord {
-        version: row.try_get("version")?,
-        algorithm: row.try_get("algorithm")?,
-        status: ModelStatus::parse(&status)?,
-        reason: row.try_get("reason")?,
-        trained_at: ms_to_time(row.try_get("trained_ms")?),
-        training_seconds: row.try_get("training_seconds")?,
-        events: row.try_get("events")?,
-        users: row.try_get("users")?,
-        items: row.try_get("items")?,
-        log_seq: row.try_get("log_seq")?,
-        metrics: json_col(row, "metrics")?,
-        params: json_col(row, "params")?,
-    })
-}
-
 const MODEL_COLUMNS: &str = "version, algorithm, status, reason, trained_ms, training_seconds, \
      events, users, items, log_seq, metrics::text AS metrics, params::text AS params";
+
+/// The newest model in `status` that has fitted parameters, with them.
+async fn model_with_blob(
+    db: impl PgExecutor<'_>,
+    status: ModelStatus,
+) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+    let row: Option<(ModelRow, Vec<u8>)> = sqlx::query(&format!(
+        "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
+         WHERE status = $1 ORDER BY version DESC LIMIT 1"
+    ))
+    .bind(status.as_str())
+    .try_map(|row: sqlx::postgres::PgRow| Ok((ModelRow::from_row(&row)?, row.try_get("data")?)))
+    .fetch_optional(db)
+    .await?;
+    row.map(|(record, data)| Ok((record.try_into()?, data)))
+        .transpose()
+}
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -349,12 +310,14 @@ impl Store for PostgresStore {
             return Ok(outcomes[0]);
         }
         let (reply, answer) = oneshot::channel();
-        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        // The writer lives as long as the store: without it, whether a group that held these
+        // events was committed is unknown, so this is no "retry, nothing was written".
+        let gone = || StoreError::internal("the group-commit writer is gone");
         self.appends
             .send(AppendJob { events, reply })
             .await
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     async fn user_stamp(&self, user: &UserId) -> StoreResult<UserStamp> {
@@ -393,12 +356,12 @@ impl Store for PostgresStore {
                 sqlx::query("SELECT user_id, item_id, type, ts_ms FROM events ORDER BY seq")
                     .fetch(&mut *tx);
             while let Some(r) = stream.try_next().await? {
-                rows.push(LogRow {
-                    user_id: r.try_get("user_id")?,
-                    item_id: r.try_get("item_id")?,
-                    event_type: event_type(r.try_get("type")?)?,
-                    ts_ms: r.try_get("ts_ms")?,
-                });
+                rows.push(rows::log_row(
+                    r.try_get("user_id")?,
+                    r.try_get("item_id")?,
+                    r.try_get::<i16, _>("type")?.into(),
+                    r.try_get("ts_ms")?,
+                )?);
             }
         }
         tx.commit().await?;
@@ -414,7 +377,7 @@ impl Store for PostgresStore {
         let mut stored = Vec::with_capacity(items.len());
         for item in items {
             let categories = serde_json::to_string(&item.categories)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                .map_err(|e| StoreError::Internal(Box::new(e)))?;
             sqlx::query(
                 "INSERT INTO items (item_id, title, categories, available, attributes, deleted, updated_ms) \
                  VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, FALSE, $6) \
@@ -436,7 +399,7 @@ impl Store for PostgresStore {
                 categories: item.categories,
                 available: item.available,
                 attributes: item.attributes,
-                updated_at: ms_to_time(now),
+                updated_at: rows::time(now)?,
             });
         }
         tx.commit().await?;
@@ -444,13 +407,13 @@ impl Store for PostgresStore {
     }
 
     async fn get_item(&self, item: &ItemId) -> StoreResult<Option<Item>> {
-        let row = sqlx::query(&format!(
+        let row: Option<ItemRow> = sqlx::query_as(&format!(
             "SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1 AND NOT deleted"
         ))
         .bind(item.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(item_from_row).transpose()
+        row.map(Item::try_from).transpose()
     }
 
     async fn delete_item(&self, item: &ItemId) -> StoreResult<bool> {
@@ -472,10 +435,10 @@ impl Store for PostgresStore {
     }
 
     async fn list_items(&self) -> StoreResult<Vec<Item>> {
-        let rows = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items"))
+        let rows: Vec<ItemRow> = sqlx::query_as(&format!("SELECT {ITEM_COLUMNS} FROM items"))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(item_from_row).collect()
+        decode_all(rows)
     }
 
     async fn insert_model(
@@ -484,7 +447,7 @@ impl Store for PostgresStore {
         blob: Option<Vec<u8>>,
     ) -> StoreResult<ModelRecord> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!(
+        let row: ModelRow = sqlx::query_as(&format!(
             "INSERT INTO model_versions (algorithm, status, reason, trained_ms, training_seconds, \
              events, users, items, log_seq, metrics, params) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb) \
@@ -503,7 +466,7 @@ impl Store for PostgresStore {
         .bind(record.params.to_string())
         .fetch_one(&mut *tx)
         .await?;
-        let stored = model_from_row(&row)?;
+        let stored = ModelRecord::try_from(row)?;
         if let Some(data) = blob {
             sqlx::query("INSERT INTO model_blobs (version, data) VALUES ($1, $2)")
                 .bind(stored.version)
@@ -522,12 +485,12 @@ impl Store for PostgresStore {
     }
 
     async fn model_versions(&self) -> StoreResult<Vec<ModelRecord>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<ModelRow> = sqlx::query_as(&format!(
             "SELECT {MODEL_COLUMNS} FROM model_versions ORDER BY version DESC"
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(model_from_row).collect()
+        decode_all(rows)
     }
 
     async fn latest_accepted_version(&self) -> StoreResult<Option<i64>> {
@@ -539,16 +502,7 @@ impl Store for PostgresStore {
     }
 
     async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
-        let row = sqlx::query(&format!(
-            "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
-             WHERE status = 'accepted' ORDER BY version DESC LIMIT 1"
-        ))
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            None => Ok(None),
-            Some(row) => Ok(Some((model_from_row(&row)?, row.try_get("data")?))),
-        }
+        model_with_blob(&self.pool, ModelStatus::Accepted).await
     }
 
     async fn insert_impressions(&self, batch: Vec<Impression>) -> StoreResult<()> {
@@ -568,7 +522,7 @@ impl Store for PostgresStore {
                     .push_bind(i.arm.as_str())
                     .push_bind(i.experiment)
                     .push_bind(&i.source)
-                    .push_bind(pack_items(&i.items))
+                    .push_bind(rows::pack_items(&i.items))
                     .push_bind(i.shown_ms);
             });
             q.push(" ON CONFLICT (recommendation_id) DO NOTHING");
@@ -617,7 +571,7 @@ impl Store for PostgresStore {
         let types = CREDITED_TYPES.map(|t| t.code().to_string()).join(", ");
         // The item must be among those shown: the packed list is bracketed by separators so
         // that one id never matches inside another.
-        let rows = sqlx::query(&format!(
+        let rows: Vec<(i64, String, i64, i16)> = sqlx::query_as(&format!(
             "INSERT INTO credits (recommendation_id, type, model_version, arm, experiment, shown_ms) \
              SELECT DISTINCT i.recommendation_id, e.type, i.model_version, i.arm, i.experiment, \
              i.shown_ms FROM events e JOIN impressions i ON i.recommendation_id = e.recommendation_id \
@@ -630,14 +584,9 @@ impl Store for PostgresStore {
         .fetch_all(&mut *tx)
         .await?;
         let credited = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("model_version")?,
-                    super::parse_arm(r.try_get("arm")?)?,
-                    r.try_get("experiment")?,
-                    event_type(r.try_get("type")?)?,
-                ))
+            .into_iter()
+            .map(|(version, arm, experiment, code)| {
+                rows::credit(version, &arm, experiment, code.into())
             })
             .collect::<StoreResult<Vec<_>>>()?;
         for ((version, arm, experiment), [clicks, carts, purchases]) in credit_totals(&credited) {
@@ -670,25 +619,13 @@ impl Store for PostgresStore {
     }
 
     async fn online_counts(&self) -> StoreResult<Vec<OnlineCounts>> {
-        let rows = sqlx::query(
+        let rows: Vec<CountsRow> = sqlx::query_as(
             "SELECT model_version, arm, experiment, impressions, clicks, add_to_carts, purchases \
              FROM online_counts ORDER BY model_version, arm, experiment",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OnlineCounts {
-                    model_version: r.try_get("model_version")?,
-                    arm: super::parse_arm(r.try_get("arm")?)?,
-                    experiment: r.try_get("experiment")?,
-                    impressions: r.try_get("impressions")?,
-                    clicks: r.try_get("clicks")?,
-                    add_to_carts: r.try_get("add_to_carts")?,
-                    purchases: r.try_get("purchases")?,
-                })
-            })
-            .collect()
+        decode_all(rows)
     }
 
     async fn purge_impressions(&self, before_ms: i64) -> StoreResult<u64> {
@@ -738,16 +675,7 @@ impl Store for PostgresStore {
     }
 
     async fn challenger_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
-        let row = sqlx::query(&format!(
-            "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
-             WHERE status = 'challenger' ORDER BY version DESC LIMIT 1"
-        ))
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            None => Ok(None),
-            Some(row) => Ok(Some((model_from_row(&row)?, row.try_get("data")?))),
-        }
+        model_with_blob(&self.pool, ModelStatus::Challenger).await
     }
 
     async fn challenger_version(&self) -> StoreResult<Option<i64>> {

@@ -5,16 +5,17 @@
 use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use futures::TryStreamExt;
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    QueryBuilder, Row, Sqlite, SqliteExecutor, SqlitePool,
+    FromRow, QueryBuilder, Row, Sqlite, SqliteExecutor, SqlitePool,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    sqlite_read::{from_sqlite, Readers},
+    rows::{self, decode_all, CountsRow, ItemRow, ModelRow},
+    sqlite_read::Readers,
     *,
 };
 
@@ -28,8 +29,6 @@ const INTERN_CHUNK: usize = 1_000;
 const INTERN_SHAPES: [usize; 4] = [1, 10, 100, INTERN_CHUNK];
 /// A group commit stops collecting requests past this many events, bounding one transaction.
 const GROUP_MAX_EVENTS: usize = 50_000;
-/// The most recent events of a user that the request path folds in; bounds the cost of a bot.
-pub const HISTORY_LIMIT: i64 = 10_000;
 /// A user's newest events, oldest first. The item ids are joined with CROSS JOIN so that the
 /// few history rows stay the outer loop: with a plain JOIN, SQLite 3.46 scans every item key
 /// against a Bloom filter of the history instead (measured 393 µs against 24 µs per query on a
@@ -70,19 +69,13 @@ pub struct SqliteStore {
 }
 
 async fn history_on(db: impl SqliteExecutor<'_>, user: &UserId) -> StoreResult<Vec<HistoryEvent>> {
-    let rows = sqlx::query(USER_HISTORY)
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(USER_HISTORY)
         .bind(user.as_str())
         .bind(HISTORY_LIMIT)
         .fetch_all(db)
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(HistoryEvent {
-                item_id: r.try_get("item_id")?,
-                event_type: event_type(r.try_get("type")?)?,
-                ts_ms: r.try_get("ts_ms")?,
-            })
-        })
+    rows.into_iter()
+        .map(|(item_id, code, ts_ms)| rows::history_event(item_id, code, ts_ms))
         .collect()
 }
 
@@ -91,20 +84,15 @@ async fn shown_on(
     user: &UserId,
     limit: i64,
 ) -> StoreResult<Vec<Shown>> {
-    let rows = sqlx::query(USER_SHOWN)
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(USER_SHOWN)
         .bind(user.as_str())
         .bind(limit)
         .fetch_all(db)
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Shown {
-                recommendation_id: r.try_get("recommendation_id")?,
-                items: unpack_items(r.try_get("items")?),
-                shown_ms: r.try_get("shown_ms")?,
-            })
-        })
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|(id, items, shown_ms)| rows::shown(id, &items, shown_ms))
+        .collect())
 }
 
 /// `history_on` and `shown_on` for a reader thread's connection; the shown read's failure is
@@ -114,19 +102,14 @@ fn activity_on(
     user: &str,
     shown: i64,
 ) -> StoreResult<(Vec<HistoryEvent>, StoreResult<Vec<Shown>>)> {
-    let mut statement = conn.prepare_cached(USER_HISTORY).map_err(from_sqlite)?;
+    let mut statement = conn.prepare_cached(USER_HISTORY)?;
     let history = statement
         .query_map((user, HISTORY_LIMIT), |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .map_err(from_sqlite)?
+        })?
         .map(|row| {
-            let (item_id, code, ts_ms) = row.map_err(from_sqlite)?;
-            Ok(HistoryEvent {
-                item_id,
-                event_type: event_type(code)?,
-                ts_ms,
-            })
+            let (item_id, code, ts_ms) = row?;
+            rows::history_event(item_id, code, ts_ms)
         })
         .collect::<StoreResult<_>>()?;
     if shown <= 0 {
@@ -137,15 +120,11 @@ fn activity_on(
         .and_then(|mut statement| {
             statement
                 .query_map((user, shown), |r| {
-                    Ok(Shown {
-                        recommendation_id: r.get(0)?,
-                        items: unpack_items(&r.get::<_, String>(1)?),
-                        shown_ms: r.get(2)?,
-                    })
+                    Ok(rows::shown(r.get(0)?, &r.get::<_, String>(1)?, r.get(2)?))
                 })?
                 .collect()
         })
-        .map_err(from_sqlite);
+        .map_err(StoreError::from);
     Ok((history, recorded))
 }
 
@@ -274,13 +253,12 @@ async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<AppendJob>) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, requests = group.len(), "group commit failed");
+                // Every request of the group learns what happened, as it was classified (a
+                // corrupt file is not an outage); each answer is logged where it is rendered.
+                tracing::debug!(error = %e, requests = group.len(), "group commit failed");
+                let failure = e.fan_out();
                 for job in group {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::Unavailable(sqlx::Error::Protocol(
-                            e.to_string(),
-                        ))));
+                    let _ = job.reply.send(Err(failure()));
                 }
             }
         }
@@ -330,7 +308,7 @@ async fn write_group(
             .get(id)
             .or_else(|| new.get(id))
             .copied()
-            .ok_or_else(|| StoreError::Corrupt(format!("no key for {id:?} after interning it")))
+            .ok_or_else(|| StoreError::internal(format!("no key for {id:?} after interning it")))
     };
     let mut outcomes = Vec::with_capacity(group.len());
     for job in group {
@@ -456,51 +434,26 @@ async fn intern<'a>(
     Ok(keys)
 }
 
-fn ms_to_time(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
-fn event_type(code: i64) -> StoreResult<EventType> {
-    EventType::from_code(code).ok_or_else(|| StoreError::Corrupt(format!("event type {code}")))
-}
-
-fn item_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Item> {
-    let categories: String = row.try_get("categories")?;
-    let attributes: String = row.try_get("attributes")?;
-    Ok(Item {
-        item_id: row.try_get("item_id")?,
-        title: row.try_get("title")?,
-        categories: serde_json::from_str(&categories)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        available: row.try_get::<i64, _>("available")? != 0,
-        attributes: serde_json::from_str(&attributes)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        updated_at: ms_to_time(row.try_get("updated_ms")?),
-    })
-}
-
-fn model_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ModelRecord> {
-    let metrics: String = row.try_get("metrics")?;
-    let params: String = row.try_get("params")?;
-    let status: String = row.try_get("status")?;
-    Ok(ModelRecord {
-        version: row.try_get("version")?,
-        algorithm: row.try_get("algorithm")?,
-        status: ModelStatus::parse(&status)?,
-        reason: row.try_get("reason")?,
-        trained_at: ms_to_time(row.try_get("trained_ms")?),
-        training_seconds: row.try_get("training_seconds")?,
-        events: row.try_get("events")?,
-        users: row.try_get("users")?,
-        items: row.try_get("items")?,
-        log_seq: row.try_get("log_seq")?,
-        metrics: serde_json::from_str(&metrics).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        params: serde_json::from_str(&params).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-    })
-}
-
 const MODEL_COLUMNS: &str = "version, algorithm, status, reason, trained_ms, training_seconds, \
                              events, users, items, log_seq, metrics, params";
+const ITEM_COLUMNS: &str = "item_id, title, categories, available, attributes, updated_ms";
+
+/// The newest model in `status` that has fitted parameters, with them.
+async fn model_with_blob(
+    db: impl SqliteExecutor<'_>,
+    status: ModelStatus,
+) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+    let row: Option<(ModelRow, Vec<u8>)> = sqlx::query(&format!(
+        "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
+         WHERE status = ? ORDER BY version DESC LIMIT 1"
+    ))
+    .bind(status.as_str())
+    .try_map(|row: sqlx::sqlite::SqliteRow| Ok((ModelRow::from_row(&row)?, row.try_get("data")?)))
+    .fetch_optional(db)
+    .await?;
+    row.map(|(record, data)| Ok((record.try_into()?, data)))
+        .transpose()
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -514,12 +467,29 @@ impl Store for SqliteStore {
             return Ok(AppendOutcome::default());
         }
         let (reply, answer) = oneshot::channel();
-        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        // The writer lives as long as the store: without it, whether a group that held these
+        // events was committed is unknown, so this is no "retry, nothing was written".
+        let gone = || StoreError::internal("the group-commit writer is gone");
         self.appends
             .send(AppendJob { events, reply })
             .await
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// A SQLite file has one writing process (replicas share PostgreSQL): what this process
+    /// knows of its own writes is all there is to know.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    async fn try_training_lease(&self) -> StoreResult<Option<TrainingLease>> {
+        Ok(Some(TrainingLease::local()))
+    }
+
+    /// No other process announces models: the trainer of this one is the only one.
+    fn model_notifications(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
     }
 
     // Both walk the per-user index block by block (see migration 0002): one index seek per
@@ -568,12 +538,12 @@ impl Store for SqliteStore {
             .bind(max_seq)
             .fetch(&mut *tx);
             while let Some(r) = stream.try_next().await? {
-                rows.push(LogRow {
-                    user_id: r.try_get("user_id")?,
-                    item_id: r.try_get("item_id")?,
-                    event_type: event_type(r.try_get("type")?)?,
-                    ts_ms: r.try_get("ts_ms")?,
-                });
+                rows.push(rows::log_row(
+                    r.try_get("user_id")?,
+                    r.try_get("item_id")?,
+                    r.try_get("type")?,
+                    r.try_get("ts_ms")?,
+                )?);
             }
         }
         tx.commit().await?;
@@ -586,7 +556,7 @@ impl Store for SqliteStore {
         let mut stored = Vec::with_capacity(items.len());
         for item in items {
             let categories = serde_json::to_string(&item.categories)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                .map_err(|e| StoreError::Internal(Box::new(e)))?;
             sqlx::query(
                 "INSERT INTO items (item_id, title, categories, available, attributes, deleted, updated_ms) \
                  VALUES (?, ?, ?, ?, ?, 0, ?) \
@@ -608,7 +578,7 @@ impl Store for SqliteStore {
                 categories: item.categories,
                 available: item.available,
                 attributes: item.attributes,
-                updated_at: ms_to_time(now.timestamp_millis()),
+                updated_at: rows::time(now.timestamp_millis())?,
             });
         }
         tx.commit().await?;
@@ -616,11 +586,13 @@ impl Store for SqliteStore {
     }
 
     async fn get_item(&self, item: &ItemId) -> StoreResult<Option<Item>> {
-        let row = sqlx::query("SELECT * FROM items WHERE item_id = ? AND deleted = 0")
-            .bind(item.as_str())
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(item_from_row).transpose()
+        let row: Option<ItemRow> = sqlx::query_as(&format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE item_id = ? AND deleted = 0"
+        ))
+        .bind(item.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(Item::try_from).transpose()
     }
 
     async fn delete_item(&self, item: &ItemId) -> StoreResult<bool> {
@@ -644,10 +616,10 @@ impl Store for SqliteStore {
 
     async fn list_items(&self) -> StoreResult<Vec<Item>> {
         // Deleted items come too (as unavailable): the catalog snapshot must know to hide them.
-        let rows = sqlx::query("SELECT * FROM items")
+        let rows: Vec<ItemRow> = sqlx::query_as(&format!("SELECT {ITEM_COLUMNS} FROM items"))
             .fetch_all(&self.read)
             .await?;
-        rows.iter().map(item_from_row).collect()
+        decode_all(rows)
     }
 
     async fn insert_model(
@@ -656,7 +628,7 @@ impl Store for SqliteStore {
         blob: Option<Vec<u8>>,
     ) -> StoreResult<ModelRecord> {
         let mut tx = self.write.begin().await?;
-        let row = sqlx::query(&format!(
+        let row: ModelRow = sqlx::query_as(&format!(
             "INSERT INTO model_versions (algorithm, status, reason, trained_ms, training_seconds, \
              events, users, items, log_seq, metrics, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              RETURNING {MODEL_COLUMNS}"
@@ -674,7 +646,7 @@ impl Store for SqliteStore {
         .bind(record.params.to_string())
         .fetch_one(&mut *tx)
         .await?;
-        let stored = model_from_row(&row)?;
+        let stored = ModelRecord::try_from(row)?;
         if let Some(data) = blob {
             sqlx::query("INSERT INTO model_blobs (version, data) VALUES (?, ?)")
                 .bind(stored.version)
@@ -687,12 +659,12 @@ impl Store for SqliteStore {
     }
 
     async fn model_versions(&self) -> StoreResult<Vec<ModelRecord>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<ModelRow> = sqlx::query_as(&format!(
             "SELECT {MODEL_COLUMNS} FROM model_versions ORDER BY version DESC"
         ))
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(model_from_row).collect()
+        decode_all(rows)
     }
 
     async fn latest_accepted_version(&self) -> StoreResult<Option<i64>> {
@@ -704,16 +676,7 @@ impl Store for SqliteStore {
     }
 
     async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
-        let row = sqlx::query(&format!(
-            "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
-             WHERE status = 'accepted' ORDER BY version DESC LIMIT 1"
-        ))
-        .fetch_optional(&self.read)
-        .await?;
-        match row {
-            None => Ok(None),
-            Some(row) => Ok(Some((model_from_row(&row)?, row.try_get("data")?))),
-        }
+        model_with_blob(&self.read, ModelStatus::Accepted).await
     }
 
     async fn insert_impressions(&self, batch: Vec<Impression>) -> StoreResult<()> {
@@ -733,7 +696,7 @@ impl Store for SqliteStore {
                     .push_bind(i.arm.as_str())
                     .push_bind(i.experiment)
                     .push_bind(&i.source)
-                    .push_bind(pack_items(&i.items))
+                    .push_bind(rows::pack_items(&i.items))
                     .push_bind(i.shown_ms);
             });
             q.build()
@@ -791,7 +754,7 @@ impl Store for SqliteStore {
         let types = CREDITED_TYPES.map(|t| t.code().to_string()).join(", ");
         // The item must be among those shown: the packed list is bracketed by separators so
         // that one id never matches inside another.
-        let rows = sqlx::query(&format!(
+        let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(&format!(
             "INSERT INTO credits (recommendation_id, type, model_version, arm, experiment, shown_ms) \
              SELECT DISTINCT i.recommendation_id, e.type, i.model_version, i.arm, i.experiment, \
              i.shown_ms FROM events e JOIN impressions i ON i.recommendation_id = e.recommendation_id \
@@ -805,15 +768,12 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let credited = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("model_version")?,
-                    super::parse_arm(r.try_get("arm")?)?,
-                    r.try_get("experiment")?,
-                    event_type(r.try_get("type")?)?,
-                ))
-            })
+            .into_iter()
+            .map(
+                |(version, arm, experiment, code): (i64, String, i64, i64)| {
+                    rows::credit(version, &arm, experiment, code)
+                },
+            )
             .collect::<StoreResult<Vec<_>>>()?;
         for ((version, arm, experiment), [clicks, carts, purchases]) in credit_totals(&credited) {
             sqlx::query(
@@ -845,25 +805,13 @@ impl Store for SqliteStore {
     }
 
     async fn online_counts(&self) -> StoreResult<Vec<OnlineCounts>> {
-        let rows = sqlx::query(
+        let rows: Vec<CountsRow> = sqlx::query_as(
             "SELECT model_version, arm, experiment, impressions, clicks, add_to_carts, purchases \
              FROM online_counts ORDER BY model_version, arm, experiment",
         )
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OnlineCounts {
-                    model_version: r.try_get("model_version")?,
-                    arm: super::parse_arm(r.try_get("arm")?)?,
-                    experiment: r.try_get("experiment")?,
-                    impressions: r.try_get("impressions")?,
-                    clicks: r.try_get("clicks")?,
-                    add_to_carts: r.try_get("add_to_carts")?,
-                    purchases: r.try_get("purchases")?,
-                })
-            })
-            .collect()
+        decode_all(rows)
     }
 
     async fn purge_impressions(&self, before_ms: i64) -> StoreResult<u64> {
@@ -902,16 +850,7 @@ impl Store for SqliteStore {
     }
 
     async fn challenger_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
-        let row = sqlx::query(&format!(
-            "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
-             WHERE status = 'challenger' ORDER BY version DESC LIMIT 1"
-        ))
-        .fetch_optional(&self.read)
-        .await?;
-        match row {
-            None => Ok(None),
-            Some(row) => Ok(Some((model_from_row(&row)?, row.try_get("data")?))),
-        }
+        model_with_blob(&self.read, ModelStatus::Challenger).await
     }
 
     async fn challenger_version(&self) -> StoreResult<Option<i64>> {

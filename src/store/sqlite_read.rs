@@ -45,7 +45,7 @@ impl Readers {
                         let _ = catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
                     }
                 })
-                .map_err(|e| unavailable(format!("cannot start a reader thread: {e}")))?;
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
         Ok(Self { jobs })
     }
@@ -61,10 +61,11 @@ impl Readers {
             .send(Box::new(move |conn| {
                 let _ = reply.send(read(conn));
             }))
-            .map_err(|_| unavailable("the reader threads are gone".into()))?;
+            .map_err(|_| StoreError::internal("the reader threads are gone"))?;
+        // Only a panicking read drops its answer: a bug, not an outage.
         answer
             .await
-            .map_err(|_| unavailable("a read failed without an answer".into()))?
+            .map_err(|_| StoreError::internal("a read panicked"))?
     }
 }
 
@@ -72,28 +73,9 @@ fn connect(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(from_sqlite)?;
+    )?;
     // The same wait as the pools': a reader only meets a lock while the WAL is recovered.
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(from_sqlite)?;
-    conn.pragma_update(None, "cache_size", -CACHE_KIB)
-        .map_err(from_sqlite)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     Ok(conn)
-}
-
-fn unavailable(message: String) -> StoreError {
-    StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(message)))
-}
-
-/// A value of the wrong type is data this version does not expect; anything else means the
-/// database cannot be read right now.
-pub(super) fn from_sqlite(e: rusqlite::Error) -> StoreError {
-    match e {
-        rusqlite::Error::FromSqlConversionFailure(..)
-        | rusqlite::Error::IntegralValueOutOfRange(..)
-        | rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::InvalidColumnName(_) => StoreError::Corrupt(e.to_string()),
-        other => unavailable(other.to_string()),
-    }
 }

@@ -97,6 +97,30 @@ impl TestDb {
         }
     }
 
+    /// Runs SQL on the database from a session of its own, as an operator or another release
+    /// would, behind the app's back.
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+
+    /// The SQLite database's file.
+    pub fn sqlite_file(&self) -> std::path::PathBuf {
+        assert_eq!(self.backend, Backend::Sqlite, "only SQLite keeps a file");
+        let path = self.url.strip_prefix("sqlite://").expect("a sqlite:// URL");
+        std::path::PathBuf::from(path)
+    }
+
     /// Another session takes the lock that keeps every writer out while readers go on, as a
     /// backup or a migration in another process would: SQLite's write lock (`BEGIN
     /// IMMEDIATE`), or an `EXCLUSIVE` lock on every table on PostgreSQL.

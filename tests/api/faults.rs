@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use recloop::{
     domain::{ItemId, NewEvent, UserId},
     store::{
-        AppendOutcome, DynStore, HistoryEvent, Item, ItemUpsert, Log, ModelRecord, NewModelRecord,
-        Store, StoreError, StoreResult, TrainingLease, UserStamp,
+        AppendOutcome, DynStore, HistoryEvent, Impression, Item, ItemUpsert, Log, ModelRecord,
+        ModelStatus, NewModelRecord, OnlineCounts, Shown, Store, StoreError, StoreResult, Tally,
+        TrainingLease, UserActivity, UserStamp,
     },
 };
 use tokio::sync::{watch, RwLock};
@@ -63,7 +64,7 @@ struct FaultyStore {
 impl FaultyStore {
     fn check(&self) -> StoreResult<()> {
         if self.faults.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
+            return Err(StoreError::Unavailable("storage is down (injected)".into()));
         }
         Ok(())
     }
@@ -159,5 +160,58 @@ impl Store for FaultyStore {
     async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
         self.check()?;
         self.inner.latest_accepted_model().await
+    }
+
+    async fn insert_impressions(&self, batch: Vec<Impression>) -> StoreResult<()> {
+        self.check()?;
+        self.inner.insert_impressions(batch).await
+    }
+
+    async fn user_impressions(&self, user: &UserId, limit: i64) -> StoreResult<Vec<Shown>> {
+        self.check()?;
+        self.inner.user_impressions(user, limit).await
+    }
+
+    async fn user_activity(&self, user: &UserId, shown: i64) -> StoreResult<UserActivity> {
+        self.check()?;
+        self.inner.user_activity(user, shown).await
+    }
+
+    async fn tally_credit(&self, settle_to: i64) -> StoreResult<Tally> {
+        self.check()?;
+        self.inner.tally_credit(settle_to).await
+    }
+
+    async fn online_counts(&self) -> StoreResult<Vec<OnlineCounts>> {
+        self.check()?;
+        self.inner.online_counts().await
+    }
+
+    async fn purge_impressions(&self, before_ms: i64) -> StoreResult<u64> {
+        self.check()?;
+        self.inner.purge_impressions(before_ms).await
+    }
+
+    async fn change_model_status(
+        &self,
+        version: i64,
+        from: ModelStatus,
+        to: ModelStatus,
+        note: &str,
+    ) -> StoreResult<bool> {
+        self.check()?;
+        self.inner
+            .change_model_status(version, from, to, note)
+            .await
+    }
+
+    async fn challenger_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+        self.check()?;
+        self.inner.challenger_model().await
+    }
+
+    async fn challenger_version(&self) -> StoreResult<Option<i64>> {
+        self.check()?;
+        self.inner.challenger_version().await
     }
 }

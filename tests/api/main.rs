@@ -7,11 +7,15 @@
 //!
 //!     scripts/with-postgres cargo test --test api
 //!
+//! A test of one backend's own failure modes is a plain `#[tokio::test]` in its module (e.g.
+//! `corruption::a_corrupt_sqlite_file_answers_500_not_503`).
+//!
 //! `helpers` holds the harness, `backend` the databases, `data` the synthetic event logs,
 //! `faults` a store wrapper that injects storage failures and holds a training at a known point.
 
 mod backend;
 mod catalog;
+mod corruption;
 mod data;
 mod errors;
 mod events;
@@ -58,6 +62,9 @@ on_both_backends! {
         items_are_put_read_upserted_and_deleted,
         unknown_items_are_404,
         invalid_items_are_422_and_store_nothing,
+    ],
+    corruption: [
+        a_stored_value_this_version_cannot_read_answers_500,
     ],
     errors: [
         malformed_json_is_400,

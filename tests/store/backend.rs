@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use recloop::store::DynStore;
+use sqlx::Connection;
 use tempfile::TempDir;
 
 use crate::pg::{self, PgDatabase};
@@ -98,5 +99,22 @@ impl TestDb {
         recloop::store::connect(&self.url)
             .await
             .unwrap_or_else(|e| panic!("opening {}: {e:?}", self.url))
+    }
+
+    /// Runs SQL on the database from a session of its own, as an operator or another release
+    /// would, behind the store's back.
+    pub async fn execute(&self, sql: &str) {
+        match self.kind {
+            Kind::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Kind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
     }
 }

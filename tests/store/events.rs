@@ -6,7 +6,7 @@ use rand::{seq::SliceRandom, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use recloop::{
     domain::{EventType, NewEvent},
-    store::{sqlite::HISTORY_LIMIT, AppendOutcome, DynStore, HistoryEvent},
+    store::{AppendOutcome, DynStore, HistoryEvent, HISTORY_LIMIT},
 };
 use tokio::task::JoinSet;
 

@@ -7,6 +7,7 @@
 
 mod backend;
 mod catalog;
+mod corrupt;
 mod events;
 mod json;
 mod lifecycle;
@@ -87,5 +88,6 @@ conformance! {
     database: [
         lifecycle::reopen_keeps_everything,
         lifecycle::concurrent_first_opens,
+        corrupt::values_this_version_cannot_read_are_corrupt,
     ],
 }
