@@ -1,6 +1,7 @@
 //! The rooms' dependency rule, checked from the source: every `crate::` and `super::` path in
 //! `src/` is read, each room may only reach the rooms below it (ARCHITECTURE.md's table), and
 //! inside a room the sub-modules form no cycle. Run alone with `cargo test --test layering`.
+//! The tools (`tools/`, a crate of their own) reach the service only through its public API.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -19,14 +20,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("server", &[]),
     ("serve", &["config", "model", "store", "domain"]),
     ("learn", &["serve", "config", "model", "store", "domain"]),
-    // The command-line tools, until they move to their own crate.
-    ("import", &["domain", "store"]),
-    ("synth", &["domain", "import"]),
-    (
-        "evaluate",
-        &["learn", "config", "model", "domain", "import"],
-    ),
-    ("simulate", &["config", "build_app"]),
     (
         "api",
         &[
@@ -189,7 +182,7 @@ fn rooms_import_only_the_rooms_below_them() {
     let mut wrong = Vec::new();
     for (from, to) in &g.edges {
         let (Some(a), Some(b)) = (from.first(), to.first()) else {
-            continue; // lib.rs and main.rs compose the app: they may reach every room
+            continue; // lib.rs composes the app: it may reach every room
         };
         if a == b {
             continue;
@@ -214,9 +207,7 @@ fn no_cycle_between_the_modules_of_a_room() {
     // off: not a dependency between pieces.
     let mut next: BTreeMap<&Vec<String>, Vec<&Vec<String>>> = BTreeMap::new();
     for (from, to) in &g.edges {
-        // `simulate` is a tool, not the service; it leaves `src/` with the other tools.
-        let tool = from.first().is_some_and(|r| r == "simulate");
-        let same_room = !tool && from.first() == to.first() && from.len() == 2 && to.len() == 2;
+        let same_room = from.first() == to.first() && from.len() == 2 && to.len() == 2;
         if same_room && from != to && g.modules.contains(to) {
             next.entry(from).or_default().push(to);
         }
