@@ -183,16 +183,13 @@ fi
 
 echo
 echo "== A/B: A = $AB_REF ($A_BIN), B = $B_LABEL ($BIN), $ROUNDS rounds"
-for round in $(seq "$ROUNDS"); do
-    for side in A B; do
-        bin=$BIN
-        [[ $side == A ]] && bin=$A_BIN
-        echo
-        echo "######## round $round/$ROUNDS, side $side ($bin)"
-        measure "$WORK/ab/r$round/$side" "$bin" "-r$round-$side"
-        summary "$WORK/ab/r$round/$side" "round $round, side $side"
-    done
-done
+ab_step() {
+    local bin=$BIN
+    [[ $2 == A ]] && bin=$A_BIN
+    measure "$WORK/ab/r$1/$2" "$bin" "-r$1-$2"
+    summary "$WORK/ab/r$1/$2" "round $1, side $2"
+}
+ab_rounds ab_step "$A_BIN" "$BIN"
 echo
 echo "== A/B summary: A = $AB_REF, B = $B_LABEL; medians of $ROUNDS rounds ($BACKEND, $EVENT_IDS event ids, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 ab_summary "$WORK/ab" batched single

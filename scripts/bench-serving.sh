@@ -192,17 +192,14 @@ echo "== A/B: A = $AB_REF ($A_DIR), B = $B_LABEL ($B_DIR), $ROUNDS rounds"
 prepare "$WORK/A" "$A_DIR/recloop" A
 prepare "$WORK/B" "$B_DIR/recloop" B
 paths
-for round in $(seq "$ROUNDS"); do
-    for side in A B; do
-        dir=A_DIR
-        [[ $side == B ]] && dir=B_DIR
-        echo
-        echo "######## round $round/$ROUNDS, side $side (${!dir})"
-        measure "$WORK/ab/r$round/$side" "${!dir}/recloop" "${!dir}/examples/baseline" \
-            "$WORK/$side/recloop.db" "-r$round-$side"
-        summary "$WORK/ab/r$round/$side" "round $round, side $side"
-    done
-done
+ab_step() {
+    local dir=$A_DIR
+    [[ $2 == B ]] && dir=$B_DIR
+    measure "$WORK/ab/r$1/$2" "$dir/recloop" "$dir/examples/baseline" \
+        "$WORK/$2/recloop.db" "-r$1-$2"
+    summary "$WORK/ab/r$1/$2" "round $1, side $2"
+}
+ab_rounds ab_step "$A_DIR" "$B_DIR"
 echo
 echo "== A/B summary: A = $AB_REF, B = $B_LABEL; medians of $ROUNDS rounds ($(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 ab_summary "$WORK/ab" baseline recommendations similar popular

@@ -109,15 +109,12 @@ if ! ab_enabled; then
     exit 0
 fi
 
-for round in $(seq "$ROUNDS"); do
-    for side in A B; do
-        bin=$BIN
-        [[ $side == A ]] && bin=$A_BIN
-        echo
-        echo "######## round $round/$ROUNDS, side $side ($bin)"
-        measure "$WORK/ab/r$round/$side" "$bin" "$WORK/$side/recloop.db" "-r$round-$side"
-    done
-done
+ab_step() {
+    local bin=$BIN
+    [[ $2 == A ]] && bin=$A_BIN
+    measure "$WORK/ab/r$1/$2" "$bin" "$WORK/$2/recloop.db" "-r$1-$2"
+}
+ab_rounds ab_step "$A_BIN" "$BIN"
 echo
 echo "== A/B summary: A = $AB_REF, B = $B_LABEL; medians of $ROUNDS rounds ($USERS users, $ITEMS items, $EVENTS events, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 ab_summary "$WORK/ab" recommendations health

@@ -245,6 +245,21 @@ build_ref() {
     done
 }
 
+# ab_rounds STEP A_DESC B_DESC: the interleaved rounds, side A then side B in each of ROUNDS, so
+# that both sides meet the machine's same moods; `STEP ROUND SIDE` measures one side.
+ab_rounds() {
+    local step=$1 round side desc
+    for round in $(seq "$ROUNDS"); do
+        for side in A B; do
+            desc=$2
+            [[ $side == B ]] && desc=$3
+            echo
+            echo "######## round $round/$ROUNDS, side $side ($desc)"
+            "$step" "$round" "$side"
+        done
+    done
+}
+
 # ab_summary DIR PHASE...: reads DIR/r<N>/<A|B>/<PHASE>.out (the WRK_JSON line of the run, or
 # wrk's own text when it ran without such a Lua script) and,
 # when present, <PHASE>.ticks (the server's CPU ticks over it); prints per phase the median over
