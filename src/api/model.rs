@@ -18,7 +18,7 @@ use crate::{
     learn::{
         decide_challenger,
         online::{self, OnlineSummary},
-        ChallengerError, Outcome,
+        ChallengerError, Outcome, Start,
     },
     store::{ModelRecord, ModelStatus},
 };
@@ -177,20 +177,17 @@ pub async fn retrain(
             .await
             .map_err(ApiError::from_training)?
         {
-            Outcome::Started => {
+            Start::Started => {
                 let body = RetrainStarted {
                     status: "started".into(),
                 };
                 Ok((StatusCode::ACCEPTED, Json(body)).into_response())
             }
-            Outcome::NoEvents => Err(no_events()),
-            Outcome::Busy => Err(ApiError::Conflict {
+            Start::NoEvents => Err(no_events()),
+            Start::Busy => Err(ApiError::Conflict {
                 code: "training_in_progress",
                 message: "a training is already running; retry later or use ?wait=true".into(),
             }),
-            Outcome::Trained(_) => Err(ApiError::Internal(anyhow::anyhow!(
-                "start trains in the background; it cannot have trained"
-            ))),
         };
     }
     let called_at = std::time::Instant::now();
@@ -204,8 +201,8 @@ pub async fn retrain(
             Ok(Json(ModelOut::new(record, &state.serving.versions_in_service())).into_response())
         }
         Outcome::NoEvents => Err(no_events()),
-        Outcome::Busy | Outcome::Started => Err(ApiError::Internal(anyhow::anyhow!(
-            "run_covering waits for the lease and trains itself"
+        Outcome::Busy => Err(ApiError::Internal(anyhow::anyhow!(
+            "run_covering waits for the lease; it cannot be busy"
         ))),
     }
 }

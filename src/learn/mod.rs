@@ -12,4 +12,4 @@ pub mod trainer;
 pub use fit::{fit_and_gate, TrainingParams};
 pub use lifecycle::{adopt_challenger, adopt_newest, decide_challenger, ChallengerError};
 pub use online::Online;
-pub use trainer::{Outcome, Trainer};
+pub use trainer::{Outcome, Start, Trainer};

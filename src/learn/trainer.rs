@@ -37,10 +37,19 @@ pub enum Outcome {
     Trained(ModelRecord),
     /// Nothing to learn from yet.
     NoEvents,
-    /// Another replica (or, for [`Trainer::start`], this one) is training.
+    /// Another replica holds the training lease.
     Busy,
-    /// [`Trainer::start`] began a training in the background.
+}
+
+/// What [`Trainer::start`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A training runs in the background.
     Started,
+    /// Nothing to learn from yet.
+    NoEvents,
+    /// A training is running, here or in another replica.
+    Busy,
 }
 
 /// The background trainer. Never two trainings at once: every run holds `lock` (this process)
@@ -84,15 +93,15 @@ impl Trainer {
 
     /// Starts a training in the background: `Started`, or `Busy` when one is running here or
     /// in another replica, or `NoEvents` when there is nothing to learn from.
-    pub async fn start(self: &Arc<Self>) -> anyhow::Result<Outcome> {
+    pub async fn start(self: &Arc<Self>) -> anyhow::Result<Start> {
         if self.store.max_event_seq().await? == 0 {
-            return Ok(Outcome::NoEvents);
+            return Ok(Start::NoEvents);
         }
         let Ok(guard) = self.lock.clone().try_lock_owned() else {
-            return Ok(Outcome::Busy);
+            return Ok(Start::Busy);
         };
         let Some(mut lease) = self.store.try_training_lease().await? else {
-            return Ok(Outcome::Busy);
+            return Ok(Start::Busy);
         };
         let me = self.clone();
         tokio::spawn(async move {
@@ -101,7 +110,7 @@ impl Trainer {
                 tracing::error!(error = ?e, "training failed");
             }
         });
-        Ok(Outcome::Started)
+        Ok(Start::Started)
     }
 
     /// Returns a version trained on every event acknowledged before `called_at`, waiting out a

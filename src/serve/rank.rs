@@ -353,7 +353,6 @@ impl Serving {
         let items = admission
             .pick(snap.popular.iter().copied(), truncated, n)
             .unwrap_or_else(|| admission.best(&snap.model.popularity, n));
-        drop(admission);
         (Some(snap.version()), items)
     }
 
@@ -370,7 +369,6 @@ impl Serving {
         let admission = Admission::new(self, snap, None, &q);
         let similar = snap.model.similar[i as usize].iter().copied();
         let items = admission.pick(similar, false, n).unwrap_or_default();
-        drop(admission);
         Some((Some(snap.version()), items))
     }
 }

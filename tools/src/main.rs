@@ -90,9 +90,7 @@ async fn main() -> anyhow::Result<()> {
             let app = recloop::build_app(*config).await?;
             match app.state.trainer.run_once().await? {
                 Outcome::NoEvents => anyhow::bail!("no events to train on"),
-                Outcome::Busy | Outcome::Started => {
-                    anyhow::bail!("another process is training; try again later")
-                }
+                Outcome::Busy => anyhow::bail!("another process is training; try again later"),
                 Outcome::Trained(r) => {
                     println!(
                         "version {} {} in {:.2}s: {}",
