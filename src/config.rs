@@ -140,7 +140,7 @@ pub struct Config {
     #[arg(long, env = "RECLOOP_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
 
-    // Online learning: what was shown, what it earned, champion and challenger (see `online`).
+    // Online learning: what was shown, what it earned, champion and challenger (see `learn::online` and `serve`).
     /// Days an impression (what one response showed) is kept, to credit events and to demote
     /// items shown without a click; the per-version totals outlive it.
     #[arg(

@@ -1,5 +1,5 @@
 //! Champion and challenger, the pure part: which arm a user is in, and when the online counts
-//! say enough to promote or retire the challenger. No I/O (see `online` for the loop).
+//! say enough to promote or retire the challenger. No I/O (see `learn::online` for the loop).
 
 use std::hash::Hasher;
 
