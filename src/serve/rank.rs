@@ -91,18 +91,13 @@ impl<'a> Admission<'a> {
         state: Option<&'a UserState>,
         q: &'a RecommendQuery,
     ) -> Self {
-        let include_interacted = q.include_interacted || !serving.exclude_interacted_default;
         Self {
-            user: state.map(|s| (s, include_interacted)),
+            user: state.map(|s| (s, serving.includes_interacted(q))),
             exclude: &q.exclude,
             category: q.category.as_deref(),
             ids: &snap.model.item_ids,
             view: serving.catalog.view(),
         }
-    }
-
-    fn include_interacted(&self) -> bool {
-        self.user.is_none_or(|(_, include)| include)
     }
 
     /// Hidden by the user's own history: the part that needs no string lookup.
@@ -185,6 +180,11 @@ pub fn exploration_slots(n: usize, share: f64, recommendation_id: &str) -> usize
 }
 
 impl Serving {
+    /// Whether `q` may list items the user interacted with: asked for, or the service's default.
+    fn includes_interacted(&self, q: &RecommendQuery) -> bool {
+        q.include_interacted || !self.exclude_interacted_default
+    }
+
     /// Ranks for one request: the model's scores less the impression penalty, the admission
     /// test, then the exploration slots.
     pub(super) fn rank(
@@ -194,21 +194,25 @@ impl Serving {
         q: &RecommendQuery,
         recommendation_id: &str,
     ) -> (Source, Vec<ScoredItem>) {
+        let exploring = self.policy.exploration > 0.0;
+        // The usual request filters the cached ranking instead of scoring every item. It is
+        // ranked before the admission takes the catalog's view, so that a catalog write never
+        // waits for a scoring pass.
+        let cached = (!self.includes_interacted(q)).then(|| {
+            state
+                .ranked
+                .get_or_init(|| shortlist(snap, state, exploring))
+        });
         let admission = Admission::new(self, snap, Some(state), q);
         let source = match state.vector {
             Some(_) => Source::Personalized,
             None => Source::Popular,
         };
         let penalty = self.policy.impression_penalty;
-        let exploring = self.policy.exploration > 0.0;
         let mut shown = state.shown.lock().unwrap_or_else(|e| e.into_inner());
         let mut items = None;
         let mut explore: Cow<[(u32, f32)]> = Cow::Borrowed(&[]);
-        if !admission.include_interacted() {
-            // The usual request: filter the cached ranking instead of scoring every item.
-            let ranked = state
-                .ranked
-                .get_or_init(|| shortlist(snap, state, exploring));
+        if let Some(ranked) = cached {
             let truncated = ranked.shortlist.len() >= USER_SHORTLIST_LEN;
             items = if penalty > 0.0 {
                 let ShownCounts { counts, order, .. } = &mut *shown;
