@@ -38,7 +38,7 @@ pub struct AlsModel {
 /// The instruction set the fit's row solves run with for `factors` on this CPU
 /// ("avx512", "avx2" or "portable"), for benchmark records.
 pub fn fit_kernel(factors: usize) -> &'static str {
-    super::kernels::Isa::detect(factors).name()
+    super::simd::Isa::for_factors(factors).name()
 }
 
 /// Fits the model. Multi-threaded (rayon, parallel over rows) and deterministic for a

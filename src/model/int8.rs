@@ -5,31 +5,39 @@
 //! Three kernels, chosen at run time, with identical results (integer arithmetic, and the
 //! caller's levels keep every sum within i32): AVX-512 VNNI, AVX2 and portable.
 
+use super::simd::{cpu, Isa};
+
 /// Codes per row are padded to a multiple of this, so the kernels have no tail.
 pub(super) const LANES: usize = 32;
 
 /// `out[i] = codes_i · p` for every row of `codes` (rows of `stride`, a multiple of
 /// [`LANES`]; `p` holds `stride` entries).
 pub(super) fn integer_dots(codes: &[i8], stride: usize, p: &[i16], out: &mut [f32]) {
+    dots_with(Isa::widest(runs), codes, stride, p, out)
+}
+
+/// Whether this CPU has the features of `isa`'s kernel.
+fn runs(isa: Isa) -> bool {
+    match isa {
+        Isa::Avx512 => cpu().avx512_vnni,
+        Isa::Avx2 => cpu().avx2_fma,
+        Isa::Portable => true,
+    }
+}
+
+/// [`integer_dots`] with `isa`'s kernel, or the portable one if this CPU cannot run it.
+fn dots_with(isa: Isa, codes: &[i8], stride: usize, p: &[i16], out: &mut [f32]) {
     assert!(stride.is_multiple_of(LANES) && p.len() == stride);
     assert_eq!(out.len() * stride, codes.len(), "one output per row");
-    #[cfg(target_arch = "x86_64")]
-    {
-        if x86::has_avx512_vnni() {
-            // SAFETY: the CPU has the kernel's features (checked just above).
-            return unsafe { x86::dots_avx512(codes, stride, p, out) };
-        }
-        if let Some(simd) = pulp::x86::V3::try_new() {
-            return simd.vectorize(x86::Avx2Dots {
-                simd,
-                codes,
-                stride,
-                p,
-                out,
-            });
-        }
+    match isa {
+        // SAFETY: `runs` checked that the CPU has the kernel's features; the shapes were
+        // checked above, and the kernels read whole 32-code steps, which `LANES` divides.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if runs(isa) => unsafe { x86::dots_avx512(codes, stride, p, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if runs(isa) => unsafe { x86::dots_avx2(codes, stride, p, out) },
+        _ => portable(codes, stride, p, out),
     }
-    portable(codes, stride, p, out)
 }
 
 fn portable(codes: &[i8], stride: usize, p: &[i16], out: &mut [f32]) {
@@ -45,13 +53,7 @@ fn portable(codes: &[i8], stride: usize, p: &[i16], out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use core::arch::x86_64::*;
-
-    pub(super) fn has_avx512_vnni() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
+    use std::arch::x86_64::*;
 
     /// One row against the user: 32 codes widen to i16 per step and `vpdpwssd` multiplies,
     /// pairs and accumulates them into 16 i32 lanes in one instruction.
@@ -106,49 +108,35 @@ mod x86 {
         }
     }
 
-    /// The AVX2 kernel: 16 codes widen to i16 and `vpmaddwd` multiplies and pairs them into
-    /// i32 lanes, two independent accumulators per row. Autovectorisation of the same loop
-    /// gives less than half the speed (it widens to i32 first).
-    pub(super) struct Avx2Dots<'a> {
-        pub simd: pulp::x86::V3,
-        pub codes: &'a [i8],
-        pub stride: usize,
-        pub p: &'a [i16],
-        pub out: &'a mut [f32],
-    }
-
-    impl pulp::NullaryFnOnce for Avx2Dots<'_> {
-        type Output = ();
-
-        #[inline(always)]
-        fn call(self) {
-            let Avx2Dots {
-                simd,
-                codes,
-                stride,
-                p,
-                out,
-            } = self;
-            let (avx, avx2) = (simd.avx, simd.avx2);
-            let widen = |x: &[i8]| {
-                let x: [i8; 16] = x.try_into().unwrap_or([0; 16]);
-                avx2._mm256_cvtepi8_epi16(pulp::cast::<[i8; 16], __m128i>(x))
-            };
-            let user = |y: &[i16]| {
-                let y: [i16; 16] = y.try_into().unwrap_or([0; 16]);
-                pulp::cast::<[i16; 16], __m256i>(y)
-            };
-            for (o, row) in out.iter_mut().zip(codes.chunks_exact(stride)) {
-                let (mut acc0, mut acc1) = (avx._mm256_setzero_si256(), avx._mm256_setzero_si256());
-                for (x, y) in row.chunks_exact(32).zip(p.chunks_exact(32)) {
-                    let (x0, x1) = (widen(&x[..16]), widen(&x[16..]));
-                    let (y0, y1) = (user(&y[..16]), user(&y[16..]));
-                    acc0 = avx2._mm256_add_epi32(acc0, avx2._mm256_madd_epi16(x0, y0));
-                    acc1 = avx2._mm256_add_epi32(acc1, avx2._mm256_madd_epi16(x1, y1));
-                }
-                let lanes: [i32; 8] = pulp::cast(avx2._mm256_add_epi32(acc0, acc1));
-                *o = lanes.iter().sum::<i32>() as f32;
+    /// 16 codes widen to i16 per step and `vpmaddwd` multiplies and pairs them into 8 i32
+    /// lanes, with two independent accumulators per row. Written out because LLVM vectorises
+    /// the portable loop by widening to i32 first: half the codes per multiply.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dots_avx2(codes: &[i8], stride: usize, p: &[i16], out: &mut [f32]) {
+        for (o, row) in out.iter_mut().zip(codes.chunks_exact(stride)) {
+            let (mut acc0, mut acc1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for (x, y) in row.chunks_exact(32).zip(p.chunks_exact(32)) {
+                // SAFETY: `x` holds 32 codes and `y` 32 entries: each load reads one half of
+                // either, unaligned.
+                let (x0, x1, y0, y1) = unsafe {
+                    (
+                        _mm_loadu_si128(x.as_ptr().cast()),
+                        _mm_loadu_si128(x.as_ptr().add(16).cast()),
+                        _mm256_loadu_si256(y.as_ptr().cast()),
+                        _mm256_loadu_si256(y.as_ptr().add(16).cast()),
+                    )
+                };
+                acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_cvtepi8_epi16(x0), y0));
+                acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_cvtepi8_epi16(x1), y1));
             }
+            let s = _mm256_add_epi32(acc0, acc1);
+            let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            *o = _mm_cvtsi128_si32(s) as f32;
         }
     }
 }
@@ -193,25 +181,10 @@ mod tests {
                 let mut got = vec![f32::NAN; n];
                 integer_dots(&codes, stride, &p, &mut got);
                 assert_eq!(got, reference, "dispatch, stride {stride}, {n} rows");
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if x86::has_avx512_vnni() {
-                        let mut got = vec![f32::NAN; n];
-                        // SAFETY: detected just above.
-                        unsafe { x86::dots_avx512(&codes, stride, &p, &mut got) };
-                        assert_eq!(got, reference, "avx512, stride {stride}, {n} rows");
-                    }
-                    if let Some(simd) = pulp::x86::V3::try_new() {
-                        let mut got = vec![f32::NAN; n];
-                        simd.vectorize(x86::Avx2Dots {
-                            simd,
-                            codes: &codes,
-                            stride,
-                            p: &p,
-                            out: &mut got,
-                        });
-                        assert_eq!(got, reference, "avx2, stride {stride}, {n} rows");
-                    }
+                for isa in Isa::every(runs) {
+                    let mut got = vec![f32::NAN; n];
+                    dots_with(isa, &codes, stride, &p, &mut got);
+                    assert_eq!(got, reference, "{isa:?}, stride {stride}, {n} rows");
                 }
             }
         }

@@ -3,47 +3,26 @@
 //!
 //! Without `-C target-cpu`, rustc targets baseline x86-64, so the portable loops of
 //! `linalg` only ever use 4-wide SSE2, and a dot product's single vector accumulator makes
-//! them latency-bound. `perf` put 90 % of an ALS fit in these two loops, so they get
+//! them latency-bound. Profiles put most of an ALS fit in these two loops, so they get
 //! hand-written wide versions (the way BLAS-backed implementations get them for free);
 //! the portable loops stay as the fallback and as the reference the tests compare with.
 
 use super::linalg::{axpy, dot, symv};
-
-/// The instruction set a kernel runs with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Isa {
-    /// 16 lanes; used when `k` is a multiple of 16.
-    Avx512,
-    /// 8 lanes with fused multiply-add; used when `k` is a multiple of 8.
-    Avx2,
-    /// The portable loops.
-    Portable,
-}
+use super::simd::{cpu, Isa};
 
 impl Isa {
-    /// The widest instruction set this CPU supports that fits `k` factors.
-    pub(super) fn detect(k: usize) -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if k.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if k.is_multiple_of(8)
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2;
-            }
-        }
-        let _ = k;
-        Isa::Portable
+    /// The widest version of the CG kernels this CPU runs for `k` factors.
+    pub(super) fn for_factors(k: usize) -> Isa {
+        Isa::widest(|isa| isa.fits(k))
     }
 
-    pub(super) fn name(self) -> &'static str {
+    /// Whether this CPU has `self`'s features and `k` is a multiple of its lane count (the
+    /// wide loops have no tail).
+    pub(super) fn fits(self, k: usize) -> bool {
         match self {
-            Isa::Avx512 => "avx512",
-            Isa::Avx2 => "avx2",
-            Isa::Portable => "portable",
+            Isa::Avx512 => k.is_multiple_of(16) && cpu().avx512f,
+            Isa::Avx2 => k.is_multiple_of(8) && cpu().avx2_fma,
+            Isa::Portable => true,
         }
     }
 
@@ -52,12 +31,12 @@ impl Isa {
         let k = out.len();
         assert!(g.len() == k * k && v.len() == k, "symv shapes");
         match self {
-            // SAFETY: `detect` chose these only if the CPU has the features and `k` is a
-            // multiple of the lane count; the slices were checked to be k×k and k long.
+            // SAFETY: `fits` checked that the CPU has the features and that `k` is a multiple
+            // of the lane count; the slices were checked to be k×k and k long.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { x86::symv_avx512(g, v, out) },
+            Isa::Avx512 if self.fits(k) => unsafe { x86::symv_avx512(g, v, out) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { x86::symv_avx2(g, v, out) },
+            Isa::Avx2 if self.fits(k) => unsafe { x86::symv_avx2(g, v, out) },
             _ => symv(g, v, out, k),
         }
     }
@@ -82,9 +61,13 @@ impl Isa {
         match self {
             // SAFETY: as in `symv`; every row index was checked against `fixed`.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { x86::sparse_update_avx512(fixed, idx, w, [a0, a1, b], v, out) },
+            Isa::Avx512 if self.fits(k) => unsafe {
+                x86::sparse_update_avx512(fixed, idx, w, [a0, a1, b], v, out)
+            },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { x86::sparse_update_avx2(fixed, idx, w, [a0, a1, b], v, out) },
+            Isa::Avx2 if self.fits(k) => unsafe {
+                x86::sparse_update_avx2(fixed, idx, w, [a0, a1, b], v, out)
+            },
             _ => {
                 for (&j, &wj) in idx.iter().zip(w) {
                     let y = &fixed[j as usize * k..(j as usize + 1) * k];
@@ -97,6 +80,7 @@ impl Isa {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::simd::prefetch;
     use std::arch::x86_64::*;
 
     /// Columns per block of [`symv_avx512`]: four registers, each updated by two
@@ -290,21 +274,15 @@ mod x86 {
     }
 
     /// How far ahead the observed rows are requested: they are scattered over the fixed
-    /// factors (megabytes), so the hardware prefetcher cannot guess them, and without a
-    /// hint every row starts with a cache miss. Four rows ahead measured best at
-    /// k = 128 (0, 2, 4 and 8 tried: 8.1, 7.1, 7.0 and 7.3 CPU s for 3 rounds at 20M events,
-    /// means of 2 to 4 runs on a loaded machine).
+    /// factors (megabytes), so without a hint every row starts with a cache miss. Of 0, 2, 4
+    /// and 8 rows ahead, four gave the fastest fit at k = 128.
     const PREFETCH_ROWS: usize = 4;
 
-    /// Asks for every cache line of row `idx[t]` of `fixed`, if there is one.
+    /// Asks for row `idx[t]` of `fixed`, if there is one.
     #[inline(always)]
     fn prefetch_row(fixed: &[f32], idx: &[u32], t: usize, k: usize) {
         if let Some(&j) = idx.get(t) {
-            let row = &fixed[j as usize * k..(j as usize + 1) * k];
-            for line in row.chunks(16) {
-                // SAFETY: a prefetch of a valid address has no effect beyond the cache.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
-            }
+            prefetch(&fixed[j as usize * k..(j as usize + 1) * k]);
         }
     }
 
@@ -324,20 +302,9 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// Every instruction set this CPU can run for `k` (always including the portable one).
+    /// Every version this CPU can run for `k`, the portable one included.
     fn available(k: usize) -> Vec<Isa> {
-        let mut isas = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            if k.is_multiple_of(16) && has!("avx512f") {
-                isas.push(Isa::Avx512);
-            }
-            if k.is_multiple_of(8) && has!("avx2") && has!("fma") {
-                isas.push(Isa::Avx2);
-            }
-        }
-        isas
+        Isa::every(|isa| isa.fits(k))
     }
 
     fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
@@ -354,9 +321,11 @@ mod tests {
     }
 
     #[test]
-    fn detect_respects_lane_counts() {
-        assert_eq!(Isa::detect(13), Isa::Portable);
-        assert_ne!(Isa::detect(24), Isa::Avx512);
+    fn the_choice_respects_lane_counts_and_the_cpu() {
+        assert_eq!(Isa::for_factors(13), Isa::Portable);
+        assert_ne!(Isa::for_factors(24), Isa::Avx512);
+        assert_eq!(Isa::for_factors(64) == Isa::Avx512, cpu().avx512f);
+        assert_eq!(Isa::for_factors(24) == Isa::Avx2, cpu().avx2_fma);
     }
 
     #[test]

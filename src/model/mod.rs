@@ -22,6 +22,7 @@ pub mod ranker;
 pub mod recency;
 pub mod scoring;
 pub mod selection;
+mod simd;
 pub mod similarity;
 mod solve;
 pub mod synthetic;
