@@ -169,14 +169,14 @@ pub struct Config {
     #[arg(long, env = "RECLOOP_CHALLENGER_CONFIDENCE", default_value_t = 0.95)]
     pub challenger_confidence: f64,
     /// Share of its score an item loses each time it is shown to a user who does not act on it
-    /// (0 = off). On by default: in `recloop simulate` it lifts click-through from 27-29% of the
-    /// oracle's to 55% (0.15 gives 34%); the price is that two replicas may rank a user's list
+    /// (0 = off). On by default: in `recloop simulate` it roughly doubles click-through (the
+    /// README has the figures); the price is that two replicas may rank a user's list
     /// differently until the impressions of one reach the other's cache.
     #[arg(long, env = "RECLOOP_IMPRESSION_PENALTY", default_value_t = 0.3)]
     pub impression_penalty: f64,
     /// Share of a personal list's slots given to new or little-known items (0 = off, the
     /// default; 0.1 = 1 of 10). Off by default: in `recloop simulate` 0.1 moved click-through
-    /// by little (30% of the oracle's vs 27-29%; with the penalty, 55% either way).
+    /// by little, with or without the impression penalty (the README has the figures).
     #[arg(long, env = "RECLOOP_EXPLORATION", default_value_t = 0.0)]
     pub exploration: f64,
 }

@@ -31,8 +31,8 @@ const INTERN_SHAPES: [usize; 4] = [1, 10, 100, INTERN_CHUNK];
 const GROUP_MAX_EVENTS: usize = 50_000;
 /// A user's newest events, oldest first. The item ids are joined with CROSS JOIN so that the
 /// few history rows stay the outer loop: with a plain JOIN, SQLite 3.46 scans every item key
-/// against a Bloom filter of the history instead (measured 393 µs against 24 µs per query on a
-/// 20,000-item catalogue), and a cold recommendation request waited on that scan.
+/// against a Bloom filter of the history instead, an order of magnitude slower per query on a
+/// 20,000-item catalogue, and a cold recommendation request waited on that scan.
 const USER_HISTORY: &str =
     "WITH RECURSIVE blocks(b) AS (SELECT (SELECT MAX(seq) FROM events) >> 16 \
      UNION ALL SELECT b - 1 FROM blocks WHERE b > 0) \
@@ -48,8 +48,8 @@ const USER_SHOWN: &str = "SELECT recommendation_id, items, shown_ms FROM impress
      WHERE user_id = ? ORDER BY shown_ms DESC LIMIT ?";
 
 /// Threads answering the request path's reads (`sqlite_read`): one per core, since a read of
-/// cached pages is CPU work. On the 2-core benchmark 2 threads served cold requests at 4,900–
-/// 5,600 req/s with p99 32–33 ms, 4 at 4,700–5,300 with p99 32–48 ms, 1 at 4,000.
+/// cached pages is CPU work. On the 2-core cold-request benchmark (`bench-synth-serving.sh`)
+/// two threads beat one on throughput and four on tail latency.
 fn reader_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
@@ -326,7 +326,7 @@ async fn write_group(
                 .collect::<StoreResult<Vec<_>>>()?;
             // OR IGNORE, not ON CONFLICT (event_id) DO NOTHING: with any constraint left to
             // abort on, SQLite copies every page the statement changes into a statement journal
-            // (to undo just this statement), measured at ~15% of the writer's time. The only
+            // (to undo just this statement), a visible share of the writer's time. The only
             // constraint that can fail is the event_id index: every other column is bound from
             // a non-null Rust value and seq is the rowid, so IGNORE skips exactly the repeats.
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(

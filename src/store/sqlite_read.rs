@@ -4,8 +4,8 @@
 //! Why not the sqlx pool: a cold recommendation reads one user's history, and through the pool
 //! that read was an acquisition, a command sent to the connection's worker thread, a wake per
 //! row streamed back, and a release that pings the worker again from a spawned task. On the
-//! 20,000-item benchmark the read waited a median 6 ms (p99 33 ms) for ~24 µs of SQLite work,
-//! and the request's latency was mostly that wait. Here a read is one hand-off each way.
+//! 20,000-item benchmark the read waited milliseconds for microseconds of SQLite work, and the
+//! request's latency was mostly that wait. Here a read is one hand-off each way.
 
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
