@@ -276,3 +276,27 @@ fn the_reader_sees_what_the_rule_checks() {
         "comments are not imports"
     );
 }
+
+#[test]
+fn only_model_simd_asks_the_cpu() {
+    // Every kernel decides from the one cached answer of `model::simd::cpu()`; a second place
+    // that asks is how three detection styles grew before (ARCHITECTURE.md, "a vector kernel").
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    rust_files(&root.join("tools/src"), &mut files);
+    let askers: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            fs::read_to_string(f)
+                .unwrap()
+                .contains("is_x86_feature_detected")
+        })
+        .map(|f| f.strip_prefix(root).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        askers,
+        ["src/model/simd.rs"],
+        "files that detect CPU features"
+    );
+}

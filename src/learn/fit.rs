@@ -2,7 +2,7 @@
 //! validation split, the candidate gated against the champion's configuration on the same
 //! holdout, and the accepted model fitted on the whole log. No I/O: it runs on a blocking thread.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -100,6 +100,37 @@ impl IndexedLog {
     }
 }
 
+/// Wall seconds of each phase of one training (reading the log, indexing it, the choice, the
+/// gate, the fit, popularity, similar items, encoding the artifact): recorded with the version
+/// (`metrics.phase_seconds`) so that anyone can see where a training's time goes.
+#[derive(Debug, Default)]
+pub struct Phases(Vec<(&'static str, f64)>);
+
+impl Phases {
+    /// Runs `f`, adding its wall time to the phase `name`.
+    pub fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = f();
+        self.add(name, started.elapsed().as_secs_f64());
+        out
+    }
+
+    /// Adds `seconds` to the phase `name` (a phase timed in several pieces sums them).
+    pub fn add(&mut self, name: &'static str, seconds: f64) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, s)) => *s += seconds,
+            None => self.0.push((name, seconds)),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        self.0
+            .iter()
+            .map(|&(n, s)| (n.to_owned(), json!(s)))
+            .collect()
+    }
+}
+
 /// What one training decided, before it is stored.
 pub struct Fitted {
     pub status: ModelStatus,
@@ -110,6 +141,8 @@ pub struct Fitted {
     pub model: Option<FittedModel>,
     pub users: usize,
     pub items: usize,
+    /// Where the time went, from indexing the log to the similar items.
+    pub phases: Phases,
 }
 
 /// The configuration a training fits: chosen on a validation split of the gate's training
@@ -140,12 +173,17 @@ pub fn fit_and_gate(
     params: &TrainingParams,
     champion: Option<(i64, &RankerConfig)>,
 ) -> Fitted {
-    let indexed = IndexedLog::new(log, &params.weights);
+    let mut phases = Phases::default();
+    let (indexed, train, test) = phases.time("index", || {
+        let indexed = IndexedLog::new(log, &params.weights);
+        let (train, test) =
+            holdout::temporal_split(&indexed.events, params.holdout_fraction, HOLDOUT_MIN_EVENTS);
+        (indexed, train, test)
+    });
     let n_items = indexed.item_ids.len();
     let n_users = indexed.n_users;
-    let (train, test) =
-        holdout::temporal_split(&indexed.events, params.holdout_fraction, HOLDOUT_MIN_EVENTS);
-    let (chosen, trials) = choose(params, n_users, n_items, &train);
+    let (chosen, trials) = phases.time("choose", || choose(params, n_users, n_items, &train));
+    let gate_started = Instant::now();
     let candidate = selection::holdout_quality(n_users, n_items, &train, &test, &chosen);
     let popular = {
         let data = Interactions::from_events(n_users, n_items, &train);
@@ -162,6 +200,7 @@ pub fn fit_and_gate(
         };
         (version, q)
     });
+    phases.add("gate", gate_started.elapsed().as_secs_f64());
     let (status, reason) = match &champion_quality {
         _ if candidate.users == 0 => (
             ModelStatus::Accepted,
@@ -198,14 +237,21 @@ pub fn fit_and_gate(
         "selection": selection_summary(&trials),
     });
     let model = (status == ModelStatus::Accepted).then(|| {
-        let data = Interactions::from_events(n_users, n_items, &indexed.events);
-        let ranker = chosen.fit(&data);
-        let pop = popularity(
-            n_items,
-            &indexed.events,
-            params.popularity_half_life_days * 86_400.0,
-        );
-        let similar = ranker.similar(params.similar_k);
+        let ranker = phases.time("fit", || {
+            chosen.fit(&Interactions::from_events(
+                n_users,
+                n_items,
+                &indexed.events,
+            ))
+        });
+        let pop = phases.time("popularity", || {
+            popularity(
+                n_items,
+                &indexed.events,
+                params.popularity_half_life_days * 86_400.0,
+            )
+        });
+        let similar = phases.time("similar", || ranker.similar(params.similar_k));
         FittedModel {
             item_ids: indexed.item_ids.clone(),
             ranker,
@@ -223,6 +269,7 @@ pub fn fit_and_gate(
         model,
         users: n_users,
         items: n_items,
+        phases,
     }
 }
 

@@ -141,6 +141,7 @@ impl Trainer {
         let started = Instant::now();
         // Every event acknowledged before `started` is in the log read below.
         let log = self.store.load_log().await?;
+        let read_seconds = started.elapsed().as_secs_f64();
         if log.rows.is_empty() {
             return Ok(Outcome::NoEvents);
         }
@@ -149,7 +150,7 @@ impl Trainer {
             .current()
             .and_then(|snap| Some((snap.version(), recorded_ranker(&snap.record.params)?)));
         let span = tracing::info_span!("training", events = log.rows.len());
-        let (fitted, log) = tokio::task::spawn_blocking({
+        let (mut fitted, log) = tokio::task::spawn_blocking({
             let params = params.clone();
             move || {
                 let _enter = span.enter();
@@ -159,11 +160,18 @@ impl Trainer {
         })
         .await
         .context("training thread panicked")?;
+        let encode_started = Instant::now();
         let blob = fitted
             .model
             .as_ref()
             .map(FittedModel::to_bytes)
             .transpose()?;
+        fitted.phases.add("read_log", read_seconds);
+        fitted
+            .phases
+            .add("encode", encode_started.elapsed().as_secs_f64());
+        let phase_seconds = fitted.phases.to_json();
+        fitted.metrics["phase_seconds"] = phase_seconds.clone();
         // Another replica may have trained meanwhile if our lease was lost (its connection
         // dropped): then this result was not gated against theirs and must not be recorded.
         if !lease.still_held().await {
@@ -214,6 +222,7 @@ impl Trainer {
             status = record.status.as_str(),
             training_seconds,
             reason = %record.reason,
+            phase_seconds = %phase_seconds,
             "training finished"
         );
         if let Some(model) = fitted.model {

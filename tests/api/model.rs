@@ -66,7 +66,32 @@ pub async fn a_training_is_reported_by_model_and_versions(backend: Backend) {
         chrono::DateTime::parse_from_rfc3339(trained_at).is_ok(),
         "{trained_at}"
     );
-    assert!(model["training_seconds"].as_f64().is_some_and(|s| s > 0.0));
+    let total = model["training_seconds"]
+        .as_f64()
+        .expect("training_seconds");
+    assert!(total > 0.0);
+    // Where the time went: every phase of an accepted training, none longer than the whole.
+    let phases = model["metrics"]["phase_seconds"]
+        .as_object()
+        .expect("phase_seconds");
+    let names: Vec<&str> = phases.keys().map(String::as_str).collect();
+    for want in [
+        "read_log",
+        "index",
+        "choose",
+        "gate",
+        "fit",
+        "popularity",
+        "similar",
+        "encode",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let sum: f64 = phases.values().map(|s| s.as_f64().expect("seconds")).sum();
+    assert!(
+        phases.values().all(|s| s.as_f64() >= Some(0.0)) && sum <= total,
+        "phases {phases:?} against {total} s"
+    );
     assert_eq!(model["events"], (USERS * PER_USER) as u64);
     assert_eq!(model["users"], USERS as u64);
     assert_eq!(model["items"], ITEMS as u64);
