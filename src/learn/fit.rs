@@ -115,12 +115,9 @@ impl Phases {
         out
     }
 
-    /// Adds `seconds` to the phase `name` (a phase timed in several pieces sums them).
+    /// Records a phase timed elsewhere (the trainer's log read and encoding).
     pub fn add(&mut self, name: &'static str, seconds: f64) {
-        match self.0.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, s)) => *s += seconds,
-            None => self.0.push((name, seconds)),
-        }
+        self.0.push((name, seconds));
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -183,24 +180,25 @@ pub fn fit_and_gate(
     let n_items = indexed.item_ids.len();
     let n_users = indexed.n_users;
     let (chosen, trials) = phases.time("choose", || choose(params, n_users, n_items, &train));
-    let gate_started = Instant::now();
-    let candidate = selection::holdout_quality(n_users, n_items, &train, &test, &chosen);
-    let popular = {
-        let data = Interactions::from_events(n_users, n_items, &train);
-        let pop = popularity(n_items, &train, params.popularity_half_life_days * 86_400.0);
-        holdout::evaluate(&data, &test, |_, out| out.copy_from_slice(&pop.scores))
-    };
-    // The champion's configuration refitted on the same training part: neither model has seen
-    // the held-out events, so the comparison is fair. Same configuration, same score.
-    let champion_quality = champion.map(|(version, c)| {
-        let q = if *c == chosen {
-            candidate.clone()
-        } else {
-            selection::holdout_quality(n_users, n_items, &train, &test, c)
+    let (candidate, popular, champion_quality) = phases.time("gate", || {
+        let candidate = selection::holdout_quality(n_users, n_items, &train, &test, &chosen);
+        let popular = {
+            let data = Interactions::from_events(n_users, n_items, &train);
+            let pop = popularity(n_items, &train, params.popularity_half_life_days * 86_400.0);
+            holdout::evaluate(&data, &test, |_, out| out.copy_from_slice(&pop.scores))
         };
-        (version, q)
+        // The champion's configuration refitted on the same training part: neither model has
+        // seen the held-out events, so the comparison is fair. Same configuration, same score.
+        let champion_quality = champion.map(|(version, c)| {
+            let q = if *c == chosen {
+                candidate.clone()
+            } else {
+                selection::holdout_quality(n_users, n_items, &train, &test, c)
+            };
+            (version, q)
+        });
+        (candidate, popular, champion_quality)
     });
-    phases.add("gate", gate_started.elapsed().as_secs_f64());
     let (status, reason) = match &champion_quality {
         _ if candidate.users == 0 => (
             ModelStatus::Accepted,
