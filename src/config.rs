@@ -25,8 +25,11 @@ impl fmt::Debug for Secret {
 
 impl FromStr for Secret {
     type Err = String;
+    /// Surrounding blanks are dropped: HTTP trims them from a header's value, so a key that
+    /// kept them could never be presented (and `a, b` in a list means `a` and `b`).
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.trim().is_empty() {
+        let s = s.trim();
+        if s.is_empty() {
             return Err("a key must not be blank".into());
         }
         Ok(Self(s.to_owned()))
@@ -48,6 +51,23 @@ pub struct Config {
     /// Bearer key model operations and catalog writes require.
     #[arg(long, env = "RECLOOP_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<Secret>,
+    /// More API keys, comma-separated, each as good as `RECLOOP_API_KEY`: to rotate one, add
+    /// the new key, move the clients over, then remove the old one.
+    #[arg(
+        long,
+        env = "RECLOOP_API_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub api_keys: Vec<Secret>,
+    /// More admin keys, comma-separated, each as good as `RECLOOP_ADMIN_KEY`.
+    #[arg(
+        long,
+        env = "RECLOOP_ADMIN_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub admin_keys: Vec<Secret>,
     /// Largest request body accepted, in bytes (a full 10,000-event batch is about 1.5 MB).
     #[arg(long, env = "RECLOOP_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -196,11 +216,28 @@ impl Config {
         config.database_url = database_url.into();
         config.api_key = None;
         config.admin_key = None;
+        config.api_keys.clear();
+        config.admin_keys.clear();
         config
     }
 
     /// Checks what clap's types cannot: ranges that would make the service misbehave.
     pub fn validate(&self) -> Result<(), String> {
+        let admin: Vec<&str> = self
+            .admin_key
+            .iter()
+            .chain(&self.admin_keys)
+            .map(Secret::expose)
+            .collect();
+        if self
+            .api_key
+            .iter()
+            .chain(&self.api_keys)
+            .any(|k| admin.contains(&k.expose()))
+        {
+            // Which kind it would be is a guess either way: an API client could administer.
+            return Err("a key is configured both as an API key and as an admin key".into());
+        }
         let weights = self.weights();
         for (name, w) in [
             ("view", weights.view),

@@ -63,8 +63,10 @@ pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyho
         store,
         serving,
         trainer,
-        config,
         metrics: telemetry::metrics_handle(),
+        // After the metrics recorder: each key's request counter is registered with it.
+        keys: api::keys::Keys::from_config(&config),
+        config,
     });
     let router = api::router(state.clone());
     Ok(App { state, router })
@@ -75,14 +77,22 @@ pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyho
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = build_app(config).await?;
     let config = app.state.config.clone();
-    if config.api_key.is_none() {
-        tracing::warn!("RECLOOP_API_KEY is not set: the API is open to anyone who can reach it (development mode)");
+    let keys = &app.state.keys;
+    use api::keys::Access;
+    if !keys.any(Access::Api) {
+        tracing::warn!("neither RECLOOP_API_KEY nor RECLOOP_API_KEYS is set: the API is open to anyone who can reach it (development mode)");
     }
-    if config.admin_key.is_none() {
+    if !keys.any(Access::Admin) {
         tracing::warn!(
-            "RECLOOP_ADMIN_KEY is not set: model operations and catalog writes need no admin key"
+            "neither RECLOOP_ADMIN_KEY nor RECLOOP_ADMIN_KEYS is set: model operations and catalog writes need no admin key"
         );
     }
+    // Fingerprints, never keys: what an operator matches against `/metrics` while rotating.
+    tracing::info!(
+        api_keys = ?keys.fingerprints(Access::Api),
+        admin_keys = ?keys.fingerprints(Access::Admin),
+        "keys configured"
+    );
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;

@@ -26,8 +26,7 @@ use crate::config::Config;
 /// keys buys no fresh budget.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Client {
-    ApiKey,
-    AdminKey,
+    Key(super::keys::Presented),
     Address(IpAddr),
     /// No address known (a server started without connection info, as some tests do).
     Unknown,
@@ -117,12 +116,11 @@ fn retry_after(wait: Duration) -> HeaderValue {
 pub(super) fn refusal(
     s: &AppState,
     req: &Request,
-    presented: Option<super::Access>,
+    presented: Option<super::keys::Presented>,
 ) -> Option<Response> {
     let limit = s.rate_limit.as_deref()?;
     let client = match presented {
-        Some(super::Access::Admin) => Client::AdminKey,
-        Some(super::Access::Api) => Client::ApiKey,
+        Some(key) => Client::Key(key),
         None => {
             let peer = req
                 .extensions()
@@ -172,7 +170,11 @@ mod tests {
         );
         assert_eq!(retry_after(wait), HeaderValue::from(2u64));
         // Someone else still has a full budget.
-        assert!(l.check(&Client::ApiKey).is_ok());
+        let key = super::super::keys::Presented {
+            access: super::super::keys::Access::Api,
+            index: 0,
+        };
+        assert!(l.check(&Client::Key(key)).is_ok());
     }
 
     #[test]

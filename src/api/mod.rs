@@ -5,6 +5,7 @@ pub mod error;
 pub mod events;
 pub mod items;
 pub mod json;
+pub mod keys;
 pub mod limit;
 pub mod model;
 pub mod observe;
@@ -16,13 +17,12 @@ use std::sync::Arc;
 
 use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{header, Method},
+    http::Method,
     middleware::{self, Next},
     response::{IntoResponse, Response},
     Router,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
-use subtle::ConstantTimeEq;
 use tower_http::trace::TraceLayer;
 use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -31,6 +31,7 @@ use utoipa::{
 
 use crate::{config::Config, learn::Trainer, serve::Serving, store::DynStore};
 use error::ApiError;
+use keys::Access;
 
 /// Everything a handler may touch, passed with axum's `State`. One `Arc`: every middleware
 /// layer clones the state for every request, and one shared counter is cheaper to bump than six.
@@ -60,6 +61,7 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     /// `None` when rate limiting is off (the default).
     pub rate_limit: Option<Arc<limit::RateLimit>>,
+    pub keys: keys::Keys,
 }
 
 #[derive(OpenApi)]
@@ -72,13 +74,13 @@ pub struct Shared {
         model::current, model::versions, model::retrain, model::promote, model::retire,
         ops::healthz, ops::readyz, ops::metrics_text, ops::openapi,
     ),
-    modifiers(&Keys, &Hostile)
+    modifiers(&KeySchemes, &Hostile)
 )]
 pub struct ApiDoc;
 
-struct Keys;
+struct KeySchemes;
 
-impl Modify for Keys {
+impl Modify for KeySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let bearer =
             || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
@@ -144,77 +146,20 @@ impl Modify for Hostile {
     }
 }
 
-/// Which key a route needs.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
-    Api,
-    Admin,
-}
-
-fn bearer(req: &Request) -> Option<&[u8]> {
-    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
-    let prefix = b"Bearer ";
-    (value.len() > prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &value[prefix.len()..])
-}
-
-/// Constant-time: the time taken must not tell how much of a guessed key was right.
-fn matches(given: Option<&[u8]>, key: &Option<crate::config::Secret>) -> bool {
-    match (given, key) {
-        (Some(g), Some(k)) => bool::from(g.ct_eq(k.expose().as_bytes())),
-        _ => false,
-    }
-}
-
-/// Which configured key the request presents, if any.
-fn presented_key(config: &Config, req: &Request) -> Option<Access> {
-    let given = bearer(req);
-    if matches(given, &config.admin_key) {
-        Some(Access::Admin)
-    } else if matches(given, &config.api_key) {
-        Some(Access::Api)
-    } else {
-        None
-    }
-}
-
-/// Whether the key a request presented (`presented_key`) opens a route that needs `access`.
-fn check_key(config: &Config, access: Access, presented: Option<Access>) -> Result<(), ApiError> {
-    let is_admin = presented == Some(Access::Admin);
-    let is_api = presented == Some(Access::Api);
-    match access {
-        Access::Api => {
-            if config.api_key.is_none() || is_api || is_admin {
-                Ok(())
-            } else {
-                Err(ApiError::Unauthorized)
-            }
-        }
-        Access::Admin => match (&config.admin_key, &config.api_key) {
-            (Some(_), _) if is_admin => Ok(()),
-            (Some(_), _) if is_api => Err(ApiError::Forbidden),
-            (Some(_), _) => Err(ApiError::Unauthorized),
-            // Without an admin key, the API key (if any) guards everything.
-            (None, Some(_)) if is_api => Ok(()),
-            (None, Some(_)) => Err(ApiError::Unauthorized),
-            (None, None) => Ok(()),
-        },
-    }
-}
-
 /// The gate of every `/v1` route: the rate limit first (so that a flood of wrong keys is
 /// limited too), then the key the route needs. One layer, not two: each layer costs every
 /// request a state clone and a boxed future.
 async fn gate(State((s, access)): State<(AppState, Access)>, req: Request, next: Next) -> Response {
     // Which key the request holds is found once (a constant-time comparison per key) and
     // serves both checks.
-    let presented = presented_key(&s.config, &req);
+    let presented = s.keys.presented(&req);
     if let Some(limited) = limit::refusal(&s, &req, presented) {
         return limited;
     }
-    match check_key(&s.config, access, presented) {
+    match s.keys.check(access, presented) {
         Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+        Err(keys::Refusal::Unauthorized) => ApiError::Unauthorized.into_response(),
+        Err(keys::Refusal::Forbidden) => ApiError::Forbidden.into_response(),
     }
 }
 

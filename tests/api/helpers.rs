@@ -33,7 +33,7 @@ pub struct TestApp {
     pub state: AppState,
     /// The configuration the app was built with (for `TrainingParams::from_config`).
     pub config: Config,
-    /// Sent by every helper request: the admin key if one is set, else the API key.
+    /// Sent by every helper request: an admin key if one is set, else an API key.
     pub bearer: Option<String>,
     /// How many requests have entered the router (counted before any handler runs).
     pub arrivals: Arc<watch::Sender<usize>>,
@@ -80,10 +80,9 @@ impl TestApp {
         let app = recloop::build_app_with_store(Arc::new(config.clone()), wrap(store))
             .await
             .expect("building the app");
-        let bearer = config
-            .admin_key
-            .as_ref()
-            .or(config.api_key.as_ref())
+        let bearer = (config.admin_key.iter().chain(&config.admin_keys))
+            .chain(config.api_key.iter().chain(&config.api_keys))
+            .next()
             .map(|k| k.expose().to_owned());
         let arrivals = Arc::new(watch::Sender::new(0));
         let (base, server) = serve(app.router, arrivals.clone()).await;

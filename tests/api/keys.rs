@@ -234,3 +234,115 @@ pub async fn an_admin_key_alone_leaves_reads_open(backend: Backend) {
         expect_refused(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
 }
+
+/// Keys no other test uses, so that the process-wide metrics count only this test's requests.
+fn fresh_key(kind: &str) -> String {
+    format!("{kind}-{}", ulid::Ulid::new())
+}
+
+fn secrets(keys: &[&String]) -> Vec<recloop::config::Secret> {
+    keys.iter().map(|k| k.parse().unwrap()).collect()
+}
+
+/// A rotation as an operator does it: the new key is added beside the old (single-key and
+/// list settings together), both work on every route of their kind, then the old one is
+/// removed and refused while the new one goes on working.
+pub async fn a_key_is_rotated_without_refusing_either(backend: Backend) {
+    let (old_api, new_api) = (fresh_key("api"), fresh_key("api"));
+    let (old_admin, new_admin) = (fresh_key("admin"), fresh_key("admin"));
+    let mut app = TestApp::spawn_with(backend, |c| {
+        c.api_key = Some(old_api.parse().unwrap());
+        c.api_keys = secrets(&[&new_api]);
+        c.admin_keys = secrets(&[&old_admin, &new_admin]);
+    })
+    .await;
+    let opens =
+        |status: StatusCode| ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&status);
+    for key in [&old_api, &new_api, &old_admin, &new_admin] {
+        for route in api_routes() {
+            let status = call(&app, &route, Some(&format!("Bearer {key}")))
+                .await
+                .status();
+            assert!(
+                opens(status),
+                "{} {} with {key}: {status}",
+                route.0,
+                route.1
+            );
+        }
+    }
+    for key in [&old_admin, &new_admin] {
+        let route = &admin_routes()[0];
+        let status = call(&app, route, Some(&format!("Bearer {key}")))
+            .await
+            .status();
+        assert_eq!(status, StatusCode::OK, "{key}");
+    }
+    for key in [&old_api, &new_api] {
+        for route in admin_routes() {
+            let response = call(&app, &route, Some(&format!("Bearer {key}"))).await;
+            expect_refused(response, StatusCode::FORBIDDEN, "forbidden").await;
+        }
+    }
+
+    // The old keys removed, as the next start of each replica would have it.
+    app.config.api_key = None;
+    app.config.admin_keys = secrets(&[&new_admin]);
+    app.restart().await;
+    for (key, route) in [
+        (&old_api, &api_routes()[2]),
+        (&old_admin, &admin_routes()[0]),
+    ] {
+        let response = call(&app, route, Some(&format!("Bearer {key}"))).await;
+        let error = expect_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        assert!(!error.to_string().contains(key.as_str()), "{error}");
+    }
+    let status = call(&app, &api_routes()[2], Some(&format!("Bearer {new_api}")))
+        .await
+        .status();
+    assert!(opens(status), "{status}");
+    let status = call(
+        &app,
+        &admin_routes()[0],
+        Some(&format!("Bearer {new_admin}")),
+    )
+    .await
+    .status();
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// `/metrics` counts each key's requests under its fingerprint, and shows no key.
+pub async fn requests_are_counted_per_key_fingerprint(backend: Backend) {
+    let (first, second, admin) = (fresh_key("api"), fresh_key("api"), fresh_key("admin"));
+    let app = TestApp::spawn_with(backend, |c| {
+        c.api_keys = secrets(&[&first, &second]);
+        c.admin_key = Some(admin.parse().unwrap());
+    })
+    .await;
+    let route = &api_routes()[4];
+    for (key, times) in [(&first, 3), (&second, 2), (&admin, 1)] {
+        for _ in 0..times {
+            let status = call(&app, route, Some(&format!("Bearer {key}")))
+                .await
+                .status();
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
+    // A wrong key is counted against nobody's key.
+    call(&app, route, Some("Bearer not-a-key")).await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let count = |key: &String, role: &str| {
+        let fp = recloop::api::keys::fingerprint(&key.parse().unwrap());
+        let name = format!("recloop_http_requests_by_key_total{{role=\"{role}\",key=\"{fp}\"}}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&name))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert_eq!(count(&first, "api"), 3.0);
+    assert_eq!(count(&second, "api"), 2.0);
+    assert_eq!(count(&admin, "admin"), 1.0);
+    for key in [&first, &second, &admin] {
+        assert!(!text.contains(key.as_str()), "/metrics shows a key");
+    }
+}

@@ -89,6 +89,8 @@ on_both_backends! {
         operations_routes_need_no_key,
         admin_routes_need_the_admin_key,
         an_admin_key_alone_leaves_reads_open,
+        a_key_is_rotated_without_refusing_either,
+        requests_are_counted_per_key_fingerprint,
     ],
     model: [
         there_is_no_model_before_the_first_training,

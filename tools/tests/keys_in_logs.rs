@@ -16,6 +16,9 @@ use serde_json::json;
 
 const API_KEY: &str = "hostile-api-key-3Wd8";
 const ADMIN_KEY: &str = "hostile-admin-key-5Kq1";
+/// The lists of a rotation in progress, beside the single keys.
+const API_KEYS: [&str; 2] = ["rotated-api-key-8Hn3", "rotated-api-key-2Vx6"];
+const ADMIN_KEYS: [&str; 1] = ["rotated-admin-key-4Lt9"];
 
 const WRONG_KEY: &str = "wrong-key-Jp7Qz2Vb";
 
@@ -77,6 +80,11 @@ async fn keys_never_appear_in_logs_or_answers() {
         )
         .env("RECLOOP_API_KEY", API_KEY)
         .env("RECLOOP_ADMIN_KEY", ADMIN_KEY)
+        .env(
+            "RECLOOP_API_KEYS",
+            format!("{}, {}", API_KEYS[0], API_KEYS[1]),
+        )
+        .env("RECLOOP_ADMIN_KEYS", ADMIN_KEYS[0])
         .env("RECLOOP_LOG_JSON", "true")
         .env("RUST_LOG", "debug")
         .env("RECLOOP_REQUEST_TIMEOUT_SECS", "2")
@@ -157,6 +165,9 @@ async fn keys_never_appear_in_logs_or_answers() {
         None,
         Some(format!("Bearer {API_KEY}")),
         Some(format!("Bearer {ADMIN_KEY}")),
+        Some(format!("Bearer {}", API_KEYS[0])),
+        Some(format!("Bearer {}", API_KEYS[1])),
+        Some(format!("Bearer {}", ADMIN_KEYS[0])),
         Some(format!("Bearer {WRONG_KEY}")),
         Some(format!("Bearer {API_KEY}{WRONG_KEY}")),
         Some(format!("Basic {WRONG_KEY}")),
@@ -209,7 +220,22 @@ async fn keys_never_appear_in_logs_or_answers() {
         logs.contains(r#""level":"DEBUG""#),
         "no debug lines: {logs}"
     );
-    for secret in [API_KEY, ADMIN_KEY, WRONG_KEY] {
+    // Every configured key, by fingerprint only, in the start-up log and in `/metrics`.
+    assert!(logs.contains("keys configured"), "{logs}");
+    for key in [API_KEY, ADMIN_KEY]
+        .iter()
+        .chain(&API_KEYS)
+        .chain(&ADMIN_KEYS)
+    {
+        let fp = recloop::api::keys::fingerprint(&key.parse().unwrap());
+        assert!(logs.contains(&fp), "no fingerprint of a key in the logs");
+        assert!(
+            answers.contains(&format!("key=\"{fp}\"")),
+            "no count of a key in /metrics"
+        );
+    }
+    let secrets = [API_KEY, ADMIN_KEY, WRONG_KEY];
+    for secret in secrets.iter().chain(&API_KEYS).chain(&ADMIN_KEYS) {
         assert!(!logs.contains(secret), "the logs show {secret}:\n{logs}");
         assert!(
             !answers.contains(secret),

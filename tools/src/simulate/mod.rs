@@ -225,6 +225,8 @@ impl Local {
         config.database_url = format!("sqlite://{}", dir.path().join("recloop.db").display());
         config.api_key = None;
         config.admin_key = None;
+        config.api_keys.clear();
+        config.admin_keys.clear();
         config.retrain_after_events = options.retrain_after_events;
         if let Some(p) = options.impression_penalty {
             config.impression_penalty = p;
