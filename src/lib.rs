@@ -55,7 +55,7 @@ pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyho
         ),
     );
     serving.catalog.apply(&store.list_items().await?);
-    learn::adopt_newest(&store, &serving).await?;
+    learn::adopt_champion(&store, &serving).await?;
     learn::adopt_challenger(&store, &serving).await?;
     let trainer = Arc::new(Trainer::new(store.clone(), serving.clone(), config.clone()));
     let state = AppState::new(api::Shared {

@@ -72,6 +72,7 @@ pub struct Shared {
         items::put_item, items::post_items, items::get_item, items::delete_item,
         recommendations::recommendations, recommendations::similar, recommendations::popular,
         model::current, model::versions, model::retrain, model::promote, model::retire,
+        model::activate, model::unpin,
         ops::healthz, ops::readyz, ops::metrics_text, ops::openapi,
     ),
     modifiers(&KeySchemes, &Hostile)

@@ -1,7 +1,7 @@
 //! The loop made visible: the model in service, every version and its fate, retraining.
 
 use axum::{
-    extract::{RawQuery, State},
+    extract::{Path, RawQuery, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -16,10 +16,11 @@ use super::{
 };
 use crate::{
     learn::{
-        decide_challenger,
+        self, decide_challenger,
         online::{self, OnlineSummary},
-        ChallengerError, Outcome, Start,
+        ActivateError, ChallengerError, Outcome, Start,
     },
+    serve::Serving,
     store::{ModelRecord, ModelStatus},
 };
 
@@ -34,6 +35,8 @@ pub fn admin_router() -> Router<AppState> {
         .route("/v1/model/retrain", post(retrain))
         .route("/v1/model/challenger/promote", post(promote))
         .route("/v1/model/challenger/retire", post(retire))
+        .route("/v1/model/versions/{version}/activate", post(activate))
+        .route("/v1/model/unpin", post(unpin))
 }
 
 /// One model version.
@@ -47,6 +50,9 @@ pub struct ModelOut {
     pub status: ModelStatus,
     /// Whether this version answers requests now (as champion or challenger).
     pub in_service: bool,
+    /// Whether an operator pinned it in service (`activate?pin=true`): trainings go on and
+    /// are recorded, but none replaces it until `POST /v1/model/unpin`.
+    pub pinned: bool,
     /// Why it was accepted or rejected.
     pub reason: String,
     pub trained_at: String,
@@ -67,9 +73,10 @@ pub struct ModelOut {
 }
 
 impl ModelOut {
-    fn new(r: ModelRecord, serving: &[i64]) -> Self {
+    fn new(r: ModelRecord, serving: &Serving) -> Self {
         Self {
-            in_service: serving.contains(&r.version),
+            in_service: serving.versions_in_service().contains(&r.version),
+            pinned: serving.pinned() == Some(r.version),
             online: None,
             version: r.version,
             algorithm: r.algorithm,
@@ -112,7 +119,7 @@ pub async fn current(State(state): State<AppState>) -> ApiResult<Json<ModelOut>>
         .serving
         .current()
         .ok_or_else(|| ApiError::NotFound("no model has been trained yet".into()))?;
-    Ok(Json(ModelOut::new(snap.record.clone(), &[snap.version()])))
+    Ok(Json(ModelOut::new(snap.record.clone(), &state.serving)))
 }
 
 #[utoipa::path(
@@ -124,13 +131,12 @@ pub async fn current(State(state): State<AppState>) -> ApiResult<Json<ModelOut>>
     security((), ("api_key" = []))
 )]
 pub async fn versions(State(state): State<AppState>) -> ApiResult<Json<VersionsOut>> {
-    let serving = state.serving.versions_in_service();
     let versions = online::versions(&state.store)
         .await?
         .into_iter()
         .map(|(r, summary)| ModelOut {
             online: Some(summary),
-            ..ModelOut::new(r, &serving)
+            ..ModelOut::new(r, &state.serving)
         })
         .collect();
     Ok(Json(VersionsOut { versions }))
@@ -153,23 +159,7 @@ pub async fn retrain(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
-    let wait = match pairs
-        .iter()
-        .find(|(k, _)| k == "wait")
-        .map(|(_, v)| v.as_str())
-    {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "invalid_parameter",
-                "wait must be true or false",
-                vec![ErrorDetail::new(None, "wait", "must be true or false")],
-            ))
-        }
-    };
+    let wait = bool_param(query.as_deref(), "wait")?;
     if !wait {
         return match state
             .trainer
@@ -197,13 +187,30 @@ pub async fn retrain(
         .await
         .map_err(ApiError::from_training)?
     {
-        Outcome::Trained(record) => {
-            Ok(Json(ModelOut::new(record, &state.serving.versions_in_service())).into_response())
-        }
+        Outcome::Trained(record) => Ok(Json(ModelOut::new(record, &state.serving)).into_response()),
         Outcome::NoEvents => Err(no_events()),
         Outcome::Busy => Err(ApiError::Internal(anyhow::anyhow!(
             "run_covering waits for the lease; it cannot be busy"
         ))),
+    }
+}
+
+/// A `true` / `false` query parameter, false when absent.
+fn bool_param(query: Option<&str>, name: &'static str) -> ApiResult<bool> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or("")).unwrap_or_default();
+    match pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::invalid(
+            "invalid_parameter",
+            format!("{name} must be true or false"),
+            vec![ErrorDetail::new(None, name, "must be true or false")],
+        )),
     }
 }
 
@@ -252,10 +259,7 @@ async fn decide(state: AppState, promote: bool) -> ApiResult<Json<ModelOut>> {
         "; retired by hand"
     };
     match decide_challenger(&state.store, &state.serving, promote, note).await {
-        Ok(record) => Ok(Json(ModelOut::new(
-            record,
-            &state.serving.versions_in_service(),
-        ))),
+        Ok(record) => Ok(Json(ModelOut::new(record, &state.serving))),
         Err(ChallengerError::None) => Err(ApiError::NotFound("no challenger is running".into())),
         Err(ChallengerError::Decided) => Err(ApiError::Conflict {
             code: "challenger_decided",
@@ -263,4 +267,61 @@ async fn decide(state: AppState, promote: bool) -> ApiResult<Json<ModelOut>> {
         }),
         Err(ChallengerError::Other(e)) => Err(ApiError::from_training(e)),
     }
+}
+
+#[utoipa::path(
+    post, path = "/v1/model/versions/{version}/activate", tag = "model",
+    params(
+        ("version" = i64, Path, description = "an accepted version (see /v1/model/versions)"),
+        ("pin" = Option<bool>, Query, description = "keep it in service until POST /v1/model/unpin; trainings are still recorded"),
+    ),
+    responses(
+        (status = 200, description = "the version, now in service on every replica", body = ModelOut),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, description = "no such version", body = ErrorEnvelope),
+        (status = 409, description = "the version is not accepted (rejected, challenger or retired)", body = ErrorEnvelope),
+        (status = 422, description = "the version or pin is malformed", body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope),
+    ),
+    security((), ("admin_key" = []))
+)]
+pub async fn activate(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<ModelOut>> {
+    let version: i64 = raw.parse().map_err(|_| {
+        ApiError::invalid(
+            "invalid_parameter",
+            "version must be a model version number",
+            vec![ErrorDetail::new(None, "version", "must be an integer")],
+        )
+    })?;
+    let pin = bool_param(query.as_deref(), "pin")?;
+    match learn::activate(&state.store, &state.serving, version, pin).await {
+        Ok(record) => Ok(Json(ModelOut::new(record, &state.serving))),
+        Err(e @ ActivateError::Unknown(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ ActivateError::NotAccepted(..)) => Err(ApiError::Conflict {
+            code: "not_activatable",
+            message: e.to_string(),
+        }),
+        Err(ActivateError::Other(e)) => Err(ApiError::from_training(e)),
+    }
+}
+
+#[utoipa::path(
+    post, path = "/v1/model/unpin", tag = "model",
+    responses(
+        (status = 200, description = "the model in service, no longer pinned (unchanged if none was): it serves until the next accepted training", body = ModelOut),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, description = "no model yet", body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope),
+    ),
+    security((), ("admin_key" = []))
+)]
+pub async fn unpin(State(state): State<AppState>) -> ApiResult<Json<ModelOut>> {
+    learn::unpin(&state.store, &state.serving)
+        .await
+        .map_err(ApiError::from_training)?;
+    current(State(state)).await
 }

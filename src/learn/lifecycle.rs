@@ -7,7 +7,7 @@ use anyhow::Context;
 use crate::{
     model::{FittedModel, RankerConfig},
     serve::{Serving, Snapshot},
-    store::{DynStore, ModelRecord, ModelStatus},
+    store::{Activation, DynStore, ModelRecord, ModelStatus},
 };
 
 /// Why a challenger could not be promoted or retired by hand.
@@ -21,23 +21,87 @@ pub enum ChallengerError {
     Other(#[from] anyhow::Error),
 }
 
-/// Puts the newest accepted model in the database in service if it is newer than the one
-/// serving: at start-up, and on every trainer tick, so a model trained by `recloop train` or
-/// by another process is picked up without a restart. True when a model was adopted.
-pub async fn adopt_newest(store: &DynStore, serving: &Serving) -> anyhow::Result<bool> {
+/// Puts the database's champion ([`crate::store::Service`]) in service if another one is
+/// serving: at start-up, and on every trainer tick or announcement, so a model trained by
+/// `recloop train` or by another process, or activated by an operator on any replica, is
+/// picked up without a restart. True when a model was adopted.
+pub async fn adopt_champion(store: &DynStore, serving: &Serving) -> anyhow::Result<bool> {
     let serving_version = serving.current().map(|s| s.version());
-    let newest = store.latest_accepted_version().await?;
-    if newest.is_none() || newest <= serving_version {
+    let service = store.service().await?;
+    serving.set_pinned(service.champion.filter(|_| service.pinned));
+    let champion = service.champion;
+    if champion.is_none() || champion == serving_version {
         return Ok(false);
     }
-    let Some((record, blob)) = store.latest_accepted_model().await? else {
+    let Some((record, blob)) = store.champion_model().await? else {
         return Ok(false);
     };
     let version = record.version;
     let model = decode(blob, version).await?;
-    tracing::info!(version, "serving the stored model");
-    serving.publish(Snapshot::new(record, model));
+    if Some(version) > serving.current().map(|s| s.version()) {
+        tracing::info!(version, "serving the stored model");
+        serving.publish(Snapshot::new(record, model));
+    } else if store.service().await?.champion == Some(version) {
+        // Asked again after the decoding: a training of this process may have recorded and
+        // published a newer champion meanwhile, which a rollback must not undo.
+        tracing::info!(version, "serving the activated earlier model");
+        serving.roll_back(Snapshot::new(record, model));
+    }
     Ok(true)
+}
+
+/// Why a version could not be activated.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("there is no model version {0}")]
+    Unknown(i64),
+    #[error("version {0} is {1}: only an accepted version with stored parameters can serve")]
+    NotAccepted(i64, &'static str),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Puts an accepted version in service on every replica (a rollback, or a return to a newer
+/// one), pinned or not, ending any running challenger; recorded in the version's reason.
+pub async fn activate(
+    store: &DynStore,
+    serving: &Serving,
+    version: i64,
+    pin: bool,
+) -> Result<ModelRecord, ActivateError> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let from = serving.current().map(|s| s.version());
+    let from = from.map_or(String::new(), |v| format!(" in place of version {v}"));
+    let pinned = if pin { ", pinned" } else { "" };
+    let note = format!("; activated by hand at {now}{from}{pinned}");
+    let retire = format!("; retired: version {version} was activated by hand");
+    match store
+        .activate_model(version, pin, &note, &retire)
+        .await
+        .map_err(anyhow::Error::from)?
+    {
+        Activation::Activated(record) => {
+            tracing::info!(version, pin, "model activated");
+            adopt_challenger(store, serving).await?;
+            adopt_champion(store, serving).await?;
+            Ok(record)
+        }
+        Activation::Unknown => Err(ActivateError::Unknown(version)),
+        Activation::NotAccepted(status) => {
+            Err(ActivateError::NotAccepted(version, status.as_str()))
+        }
+    }
+}
+
+/// Ends a pin (true when there was one); the pinned version serves until the next accepted
+/// training.
+pub async fn unpin(store: &DynStore, serving: &Serving) -> anyhow::Result<bool> {
+    let was = store.unpin_model().await?;
+    if was {
+        tracing::info!("model unpinned");
+    }
+    adopt_champion(store, serving).await?;
+    Ok(was)
 }
 
 /// Retires every challenger but `keep` (a newer model was recorded).
@@ -78,8 +142,8 @@ pub async fn adopt_challenger(store: &DynStore, serving: &Serving) -> anyhow::Re
         }
         _ => serving.set_challenger(None),
     }
-    // A promoted challenger is the newest accepted model now.
-    adopt_newest(store, serving).await?;
+    // A promoted challenger is the champion now.
+    adopt_champion(store, serving).await?;
     Ok(true)
 }
 

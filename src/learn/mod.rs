@@ -10,6 +10,9 @@ mod schedule;
 pub mod trainer;
 
 pub use fit::{fit_and_gate, TrainingParams};
-pub use lifecycle::{adopt_challenger, adopt_newest, decide_challenger, ChallengerError};
+pub use lifecycle::{
+    activate, adopt_challenger, adopt_champion, decide_challenger, unpin, ActivateError,
+    ChallengerError,
+};
 pub use online::Online;
 pub use trainer::{Outcome, Start, Trainer};

@@ -9,7 +9,7 @@ use tokio::sync::{watch, Mutex};
 
 use super::{
     fit::{fit_and_gate, TrainingParams},
-    lifecycle::{adopt_newest, recorded_ranker, retire_others},
+    lifecycle::{adopt_champion, recorded_ranker, retire_others},
     schedule::next_round,
 };
 use crate::{
@@ -178,14 +178,24 @@ impl Trainer {
             anyhow::bail!("the training lease was lost during training; the result is discarded");
         }
         let training_seconds = started.elapsed().as_secs_f64();
+        // An operator's pin keeps the champion: the model is recorded, not put in service.
+        let pinned = self.store.service().await?;
+        let pinned = pinned.champion.filter(|_| pinned.pinned);
         // With challengers on, a model that passed the gate first serves a share of users.
         let challenger = fitted.status == ModelStatus::Accepted
+            && pinned.is_none()
             && self.config.challenger_share > 0.0
             && self.serving.current().is_some();
         let (status, reason) = if challenger {
             let share = self.config.challenger_share * 100.0;
             let reason = format!("{}; challenger for {share:.0}% of users", fitted.reason);
             (ModelStatus::Challenger, reason)
+        } else if let (ModelStatus::Accepted, Some(v)) = (fitted.status, pinned) {
+            let reason = format!(
+                "{}; not put in service: version {v} is pinned",
+                fitted.reason
+            );
+            (ModelStatus::Accepted, reason)
         } else {
             (fitted.status, fitted.reason)
         };
@@ -229,7 +239,12 @@ impl Trainer {
             let snapshot = Snapshot::new(record.clone(), model);
             if challenger {
                 self.serving.set_challenger(Some(snapshot));
-            } else {
+            } else if (self.store.service().await)
+                .map_or(true, |s| s.champion == Some(record.version))
+            {
+                // Asked of the database, not assumed: an operator may have pinned a version
+                // while this one was being recorded. If it cannot be asked, published: the
+                // next poll of the champion corrects it.
                 self.serving.publish(snapshot);
             }
             // An earlier challenger is replaced (or overtaken); if this fails, the online loop's
@@ -272,7 +287,7 @@ impl Trainer {
         let mut backoff = tick;
         let mut models = self.store.model_notifications();
         while next_round(models.as_mut(), backoff, &mut shutdown).await {
-            if let Err(e) = adopt_newest(&self.store, &self.serving).await {
+            if let Err(e) = adopt_champion(&self.store, &self.serving).await {
                 tracing::warn!(error = ?e, "could not check for a newer model");
             }
             let result = match self.due().await {

@@ -22,7 +22,7 @@ mod writes;
 use std::{
     hash::BuildHasher,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
         Arc,
     },
 };
@@ -92,6 +92,8 @@ pub struct Serving {
     impressions: Option<ImpressionSink>,
     /// Available catalog items the champion does not know yet, refreshed by the online loop.
     new_items: ArcSwap<Vec<String>>,
+    /// The version an operator pinned (0: none), as the database said when last asked.
+    pinned: AtomicI64,
 }
 
 impl Serving {
@@ -108,7 +110,17 @@ impl Serving {
             policy: Policy::default(),
             impressions: None,
             new_items: Default::default(),
+            pinned: AtomicI64::new(0),
         }
+    }
+
+    /// The version an operator pinned in service, as the database said when last asked.
+    pub fn pinned(&self) -> Option<i64> {
+        Some(self.pinned.load(Ordering::Relaxed)).filter(|&v| v > 0)
+    }
+
+    pub fn set_pinned(&self, version: Option<i64>) {
+        self.pinned.store(version.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Turns on what learning from the shown needs: the policy, and where impressions go.
@@ -168,18 +180,37 @@ impl Serving {
     /// and the poll for models trained elsewhere). Requests in flight keep the snapshot they
     /// loaded; the next ones see the new model whole.
     pub fn publish(&self, snapshot: Snapshot) {
+        self.swap_in(snapshot, true);
+    }
+
+    /// Puts an older model back in service: the database says an operator activated it.
+    pub fn roll_back(&self, snapshot: Snapshot) {
+        self.swap_in(snapshot, false);
+    }
+
+    fn swap_in(&self, snapshot: Snapshot, newer_only: bool) {
         let version = snapshot.version();
         let new = Arc::new(snapshot);
+        let kept = |c: &Arc<Snapshot>| {
+            if newer_only {
+                c.version() >= version
+            } else {
+                c.version() == version
+            }
+        };
         let previous = self.model.rcu(|current| match current {
-            Some(c) if c.version() >= version => Some(c.clone()),
+            Some(c) if kept(c) => Some(c.clone()),
             _ => Some(new.clone()),
         });
-        if previous.as_ref().is_some_and(|p| p.version() >= version) {
+        if previous.as_ref().is_some_and(kept) {
             return;
         }
         metrics::gauge!("recloop_model_version").set(version as f64);
-        // A challenger that is not newer than the champion has been promoted or overtaken.
-        let stale = self.challenger().is_some_and(|c| c.version() <= version);
+        // A challenger that is not newer than the champion has been promoted or overtaken;
+        // beside a rolled-back champion, none is left in the database either.
+        let stale = self
+            .challenger()
+            .is_some_and(|c| !newer_only || c.version() <= version);
         if stale {
             self.set_challenger(None);
         }

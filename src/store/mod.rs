@@ -97,6 +97,51 @@ impl ModelStatus {
     }
 }
 
+/// Which version serves as champion. The newest accepted one, unless an operator activated
+/// another: that one serves until a version recorded after the activation is accepted, or,
+/// pinned, until it is unpinned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Service {
+    pub champion: Option<i64>,
+    pub pinned: bool,
+}
+
+impl Service {
+    /// From what [`CHOSEN_SQL`] answers: the operator's choice (`version, pinned`), if one
+    /// was made, and the newest accepted version that would replace it.
+    pub(crate) fn from_parts(chosen: Option<(i64, bool)>, newest: Option<i64>) -> Service {
+        match chosen {
+            Some((version, true)) => Service {
+                champion: Some(version),
+                pinned: true,
+            },
+            _ => Service {
+                champion: newest.or(chosen.map(|c| c.0)),
+                pinned: false,
+            },
+        }
+    }
+}
+
+/// The operator's choice of champion (NULLs when none was made) and the newest accepted
+/// version that would replace it, in one read; the same text on both backends.
+pub(crate) const CHOSEN_SQL: &str = "SELECT s.version, s.pinned, \
+     (SELECT MAX(v.version) FROM model_versions v \
+      WHERE v.status = 'accepted' AND v.version > COALESCE(s.newer_than, 0)) AS newest \
+     FROM (SELECT 1 AS id) AS one LEFT JOIN model_service s ON s.id = one.id";
+
+/// What [`Store::activate_model`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Activation {
+    /// It is the champion now; its record as it stands.
+    Activated(ModelRecord),
+    /// No such version.
+    Unknown,
+    /// The version exists but is not accepted (rejected, challenger, retired), or has no
+    /// stored parameters.
+    NotAccepted(ModelStatus),
+}
+
 /// A model version's record, without its (large) fitted parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelRecord {
@@ -325,11 +370,27 @@ pub trait Store: Send + Sync + 'static {
     /// Every model version, newest first.
     async fn model_versions(&self) -> StoreResult<Vec<ModelRecord>>;
 
-    /// The version of the newest accepted model, without its parameters (cheap enough to poll).
-    async fn latest_accepted_version(&self) -> StoreResult<Option<i64>>;
+    /// Which version is the champion, and whether it is pinned, without parameters (cheap
+    /// enough to poll): see [`Service`].
+    async fn service(&self) -> StoreResult<Service>;
 
-    /// The newest accepted model and its fitted parameters.
-    async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>>;
+    /// The champion ([`Store::service`]) and its fitted parameters.
+    async fn champion_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>>;
+
+    /// Makes an accepted version the champion (pinned or not), retiring any challenger with
+    /// `retire_note` and appending `note` to the version's reason; one transaction, announced
+    /// like a new model.
+    async fn activate_model(
+        &self,
+        version: i64,
+        pin: bool,
+        note: &str,
+        retire_note: &str,
+    ) -> StoreResult<Activation>;
+
+    /// Ends a pin: the pinned version serves on until a version trained after this call is
+    /// accepted. False when nothing was pinned.
+    async fn unpin_model(&self) -> StoreResult<bool>;
 
     /// Records what responses showed, and counts them in the online totals, in one transaction.
     async fn insert_impressions(&self, batch: Vec<Impression>) -> StoreResult<()>;

@@ -258,6 +258,29 @@ const ITEM_COLUMNS: &str = "item_id, title, categories::text AS categories, avai
 const MODEL_COLUMNS: &str = "version, algorithm, status, reason, trained_ms, training_seconds, \
      events, users, items, log_seq, metrics::text AS metrics, params::text AS params";
 
+async fn service_of(db: impl PgExecutor<'_>) -> StoreResult<Service> {
+    let (version, pinned, newest): (Option<i64>, Option<bool>, Option<i64>) =
+        sqlx::query_as(CHOSEN_SQL).fetch_one(db).await?;
+    Ok(Service::from_parts(version.zip(pinned), newest))
+}
+
+/// A version's record and fitted parameters (none when it has no parameters).
+async fn model_of_version(
+    db: impl PgExecutor<'_>,
+    version: i64,
+) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+    let row: Option<(ModelRow, Vec<u8>)> = sqlx::query(&format!(
+        "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
+         WHERE version = $1"
+    ))
+    .bind(version)
+    .try_map(|row: sqlx::postgres::PgRow| Ok((ModelRow::from_row(&row)?, row.try_get("data")?)))
+    .fetch_optional(db)
+    .await?;
+    row.map(|(record, data)| Ok((record.try_into()?, data)))
+        .transpose()
+}
+
 /// The newest model in `status` that has fitted parameters, with them.
 async fn model_with_blob(
     db: impl PgExecutor<'_>,
@@ -493,16 +516,82 @@ impl Store for PostgresStore {
         decode_all(rows)
     }
 
-    async fn latest_accepted_version(&self) -> StoreResult<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT MAX(version) FROM model_versions WHERE status = 'accepted'")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+    async fn service(&self) -> StoreResult<Service> {
+        service_of(&self.pool).await
     }
 
-    async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
-        model_with_blob(&self.pool, ModelStatus::Accepted).await
+    async fn champion_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+        match service_of(&self.pool).await?.champion {
+            Some(version) => model_of_version(&self.pool, version).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn activate_model(
+        &self,
+        version: i64,
+        pin: bool,
+        note: &str,
+        retire_note: &str,
+    ) -> StoreResult<Activation> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<(String, bool)> = sqlx::query_as(
+            "SELECT status, EXISTS (SELECT 1 FROM model_blobs b WHERE b.version = v.version) \
+             FROM model_versions v WHERE version = $1",
+        )
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((status, has_blob)) = found else {
+            return Ok(Activation::Unknown);
+        };
+        let status = rows::model_status(&status)?;
+        if status != ModelStatus::Accepted || !has_blob {
+            return Ok(Activation::NotAccepted(status));
+        }
+        sqlx::query(
+            "INSERT INTO model_service (id, version, pinned, newer_than) \
+             VALUES (1, $1, $2, (SELECT MAX(version) FROM model_versions)) \
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
+             pinned = excluded.pinned, newer_than = excluded.newer_than",
+        )
+        .bind(version)
+        .bind(pin)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE model_versions SET status = 'retired', reason = reason || $1 \
+             WHERE status = 'challenger'",
+        )
+        .bind(retire_note)
+        .execute(&mut *tx)
+        .await?;
+        let row: ModelRow = sqlx::query_as(&format!(
+            "UPDATE model_versions SET reason = reason || $1 WHERE version = $2 \
+             RETURNING {MODEL_COLUMNS}"
+        ))
+        .bind(note)
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Every replica puts it in service at once, as it would a new model.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(MODEL_CHANNEL)
+            .bind(version.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Activation::Activated(row.try_into()?))
+    }
+
+    async fn unpin_model(&self) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE model_service SET pinned = FALSE, \
+             newer_than = (SELECT MAX(version) FROM model_versions) WHERE id = 1 AND pinned",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn insert_impressions(&self, batch: Vec<Impression>) -> StoreResult<()> {

@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use recloop::{
     domain::{ItemId, NewEvent, UserId},
     store::{
-        AppendOutcome, DynStore, HistoryEvent, Impression, Item, ItemUpsert, Log, ModelRecord,
-        ModelStatus, NewModelRecord, OnlineCounts, Shown, Store, StoreError, StoreResult, Tally,
-        TrainingLease, UserActivity, UserStamp,
+        Activation, AppendOutcome, DynStore, HistoryEvent, Impression, Item, ItemUpsert, Log,
+        ModelRecord, ModelStatus, NewModelRecord, OnlineCounts, Service, Shown, Store, StoreError,
+        StoreResult, Tally, TrainingLease, UserActivity, UserStamp,
     },
 };
 use tokio::sync::{watch, RwLock};
@@ -152,14 +152,32 @@ impl Store for FaultyStore {
         self.inner.model_versions().await
     }
 
-    async fn latest_accepted_version(&self) -> StoreResult<Option<i64>> {
+    async fn service(&self) -> StoreResult<Service> {
         self.check()?;
-        self.inner.latest_accepted_version().await
+        self.inner.service().await
     }
 
-    async fn latest_accepted_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+    async fn champion_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
         self.check()?;
-        self.inner.latest_accepted_model().await
+        self.inner.champion_model().await
+    }
+
+    async fn activate_model(
+        &self,
+        version: i64,
+        pin: bool,
+        note: &str,
+        retire_note: &str,
+    ) -> StoreResult<Activation> {
+        self.check()?;
+        self.inner
+            .activate_model(version, pin, note, retire_note)
+            .await
+    }
+
+    async fn unpin_model(&self) -> StoreResult<bool> {
+        self.check()?;
+        self.inner.unpin_model().await
     }
 
     async fn insert_impressions(&self, batch: Vec<Impression>) -> StoreResult<()> {

@@ -355,3 +355,20 @@ pub fn ids(body: &Value) -> Vec<String> {
         .map(|i| i["item_id"].as_str().expect("item_id").to_owned())
         .collect()
 }
+
+/// Another replica's serving on the same database, writing no impressions of its own.
+pub async fn replica_serving(app: &TestApp) -> recloop::serve::Serving {
+    let config = &app.config;
+    let store = recloop::store::connect(&config.database_url).await.unwrap();
+    let serving = recloop::serve::Serving::new(
+        store.clone(),
+        config.user_cache_capacity,
+        config.exclude_interacted,
+    )
+    .with_policy(recloop::serve::Policy::from_config(config), None);
+    serving.catalog.apply(&store.list_items().await.unwrap());
+    recloop::learn::adopt_champion(&store, &serving)
+        .await
+        .unwrap();
+    serving
+}

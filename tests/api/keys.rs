@@ -22,6 +22,8 @@ fn admin_routes() -> Vec<(Method, &'static str, Option<serde_json::Value>)> {
         (Method::POST, "/v1/model/retrain", None),
         (Method::POST, "/v1/model/challenger/promote", None),
         (Method::POST, "/v1/model/challenger/retire", None),
+        (Method::POST, "/v1/model/versions/1/activate", None),
+        (Method::POST, "/v1/model/unpin", None),
     ]
 }
 
@@ -49,6 +51,9 @@ fn template(path: &str) -> String {
         ["", "v1", "items", _] => "/v1/items/{item_id}".into(),
         ["", "v1", "items", _, "similar"] => "/v1/items/{item_id}/similar".into(),
         ["", "v1", "users", _, "recommendations"] => "/v1/users/{user_id}/recommendations".into(),
+        ["", "v1", "model", "versions", _, "activate"] => {
+            "/v1/model/versions/{version}/activate".into()
+        }
         _ => path.into(),
     }
 }

@@ -28,6 +28,7 @@ mod ops;
 #[path = "../common/pg.rs"]
 mod pg;
 mod recommendations;
+mod rollback;
 
 /// Generates `mod sqlite` and `mod postgres`, each with a module per test module and in it one
 /// `#[tokio::test]` per test. A test may name the runtime it needs in parentheses (the arguments
@@ -91,6 +92,12 @@ on_both_backends! {
         an_admin_key_alone_leaves_reads_open,
         a_key_is_rotated_without_refusing_either,
         requests_are_counted_per_key_fingerprint,
+    ],
+    rollback: [
+        an_earlier_version_goes_back_in_service_on_every_replica,
+        a_pinned_version_survives_restarts_and_trainings,
+        an_activation_ends_the_running_challenger,
+        what_cannot_serve_is_refused,
     ],
     model: [
         there_is_no_model_before_the_first_training,

@@ -370,23 +370,6 @@ pub async fn an_item_shown_without_a_click_falls_in_that_users_ranking(backend: 
     assert_eq!(here, there, "the same showings count on both");
 }
 
-/// Another replica's serving on the same database, writing no impressions of its own.
-async fn replica_serving(app: &TestApp) -> recloop::serve::Serving {
-    let config = &app.config;
-    let store = recloop::store::connect(&config.database_url).await.unwrap();
-    let serving = recloop::serve::Serving::new(
-        store.clone(),
-        config.user_cache_capacity,
-        config.exclude_interacted,
-    )
-    .with_policy(recloop::serve::Policy::from_config(config), None);
-    serving.catalog.apply(&store.list_items().await.unwrap());
-    recloop::learn::adopt_newest(&store, &serving)
-        .await
-        .unwrap();
-    serving
-}
-
 pub async fn without_penalty_or_exploration_repeated_requests_agree(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| {
         c.impression_penalty = 0.0;

@@ -6,7 +6,7 @@ use rand::{seq::SliceRandom, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use recloop::{
     domain::{EventType, NewEvent},
-    store::{AppendOutcome, DynStore, HistoryEvent, HISTORY_LIMIT},
+    store::{AppendOutcome, DynStore, HistoryEvent, Service, HISTORY_LIMIT},
 };
 use tokio::task::JoinSet;
 
@@ -22,8 +22,8 @@ pub async fn ping_and_empty_store(store: DynStore) {
     assert!(store.user_history(&user("u1")).await.unwrap().is_empty());
     assert!(store.list_items().await.unwrap().is_empty());
     assert!(store.model_versions().await.unwrap().is_empty());
-    assert_eq!(store.latest_accepted_version().await.unwrap(), None);
-    assert!(store.latest_accepted_model().await.unwrap().is_none());
+    assert_eq!(store.service().await.unwrap(), Service::default());
+    assert!(store.champion_model().await.unwrap().is_none());
     // An empty append is a no-op, not an error.
     assert_eq!(
         store.append_events(Vec::new()).await.unwrap(),

@@ -29,7 +29,7 @@ async fn contents(store: &DynStore) -> Contents {
         history: store.user_history(&user("u1")).await.unwrap(),
         items,
         models: store.model_versions().await.unwrap(),
-        latest: store.latest_accepted_model().await.unwrap(),
+        latest: store.champion_model().await.unwrap(),
     }
 }
 

@@ -211,7 +211,7 @@ pub async fn a_challenger_is_decided_once(store: DynStore) {
     let (record, blob) = store.challenger_model().await.unwrap().unwrap();
     assert_eq!((record.version, blob), (challenger.version, vec![2; 8]));
     assert_eq!(
-        store.latest_accepted_version().await.unwrap(),
+        store.service().await.unwrap().champion,
         Some(champion.version),
         "a challenger is not the champion"
     );
@@ -235,7 +235,7 @@ pub async fn a_challenger_is_decided_once(store: DynStore) {
     );
     assert_eq!(store.challenger_version().await.unwrap(), None);
     assert_eq!(
-        store.latest_accepted_version().await.unwrap(),
+        store.service().await.unwrap().champion,
         Some(challenger.version)
     );
 }

@@ -1,0 +1,10 @@
+-- Which version serves, once an operator has chosen one (POST /v1/model/versions/{v}/activate).
+-- Without this row the newest accepted version serves. With it: `version` serves while `pinned`;
+-- unpinned, it serves until a version newer than `newer_than` (the newest version recorded when
+-- it was activated or unpinned) is accepted.
+CREATE TABLE model_service (
+    id SMALLINT PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL REFERENCES model_versions (version),
+    pinned BOOLEAN NOT NULL,
+    newer_than BIGINT NOT NULL
+);
