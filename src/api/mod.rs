@@ -12,6 +12,7 @@ pub mod observe;
 pub mod ops;
 pub mod recommendations;
 pub mod schema;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -73,6 +74,7 @@ pub struct Shared {
         recommendations::recommendations, recommendations::similar, recommendations::popular,
         model::current, model::versions, model::retrain, model::promote, model::retire,
         model::activate, model::unpin,
+        users::erase, users::export,
         ops::healthz, ops::readyz, ops::metrics_text, ops::openapi,
     ),
     modifiers(&KeySchemes, &Hostile)
@@ -193,6 +195,7 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .merge(items::admin_router())
         .merge(model::admin_router())
+        .merge(users::admin_router())
         .route_layer(middleware::from_fn_with_state(
             (state.clone(), Access::Admin),
             gate,

@@ -54,6 +54,11 @@ pub enum Start {
 
 /// The background trainer. Never two trainings at once: every run holds `lock` (this process)
 /// and the store's training lease (every replica).
+/// A user was erased while a training ran: its log held them, so its result is discarded.
+#[derive(Debug, thiserror::Error)]
+#[error("a user was erased during training; the result is discarded")]
+struct ErasedDuring;
+
 pub struct Trainer {
     store: DynStore,
     serving: Arc<Serving>,
@@ -130,7 +135,12 @@ impl Trainer {
             }
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         };
-        self.train_locked(self.params.clone(), &mut lease).await
+        loop {
+            match self.train_locked(self.params.clone(), &mut lease).await {
+                Err(e) if e.is::<ErasedDuring>() => tracing::info!("{e}; training again"),
+                outcome => return outcome,
+            }
+        }
     }
 
     async fn train_locked(
@@ -139,6 +149,8 @@ impl Trainer {
         lease: &mut TrainingLease,
     ) -> anyhow::Result<Outcome> {
         let started = Instant::now();
+        // Read before the log: an erasure after this point discards the result (below).
+        let erasures = self.store.erasures().await?;
         // Every event acknowledged before `started` is in the log read below.
         let log = self.store.load_log().await?;
         let read_seconds = started.elapsed().as_secs_f64();
@@ -177,6 +189,10 @@ impl Trainer {
         if !lease.still_held().await {
             anyhow::bail!("the training lease was lost during training; the result is discarded");
         }
+        // A user erased meanwhile is in this log; the next tick trains without them.
+        if self.store.erasures().await? != erasures {
+            return Err(ErasedDuring.into());
+        }
         let training_seconds = started.elapsed().as_secs_f64();
         // An operator's pin keeps the champion: the model is recorded, not put in service.
         let pinned = self.store.service().await?;
@@ -213,7 +229,11 @@ impl Trainer {
                     items: fitted.items as i64,
                     log_seq: log.max_seq,
                     metrics: fitted.metrics,
-                    params: recorded_params(&params, &fitted.ranker)?,
+                    params: {
+                        let mut recorded = recorded_params(&params, &fitted.ranker)?;
+                        recorded["erasures"] = erasures.into();
+                        recorded
+                    },
                 },
                 blob,
             )
@@ -277,7 +297,15 @@ impl Trainer {
         let by_time = self.config.retrain_interval_secs > 0
             && new_events > 0
             && age.num_seconds() >= self.config.retrain_interval_secs as i64;
-        Ok(by_volume || by_time)
+        // A user erased since the newest training (here or on another replica, which the
+        // serving model tells): the next model is trained without them, whatever the triggers.
+        let erased_in = |r: &ModelRecord| r.params["erasures"].as_i64().unwrap_or(0);
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let trained_with = last
+            .map_or(0, |(r, _)| erased_in(&r))
+            .max(erased_in(&snap.record));
+        let by_erasure = self.store.erasures().await? > trained_with;
+        Ok(by_volume || by_time || by_erasure)
     }
 
     /// Checks every tick whether a training is due, until `shutdown` turns true. Failures back

@@ -231,6 +231,13 @@ impl Serving {
         self.shard(user).fetch_add(1, Ordering::AcqRel);
     }
 
+    /// After the user's erasure: their cached state goes whole (nothing of it carries over
+    /// into the next one), and any request already reading their history reads it again.
+    pub fn forget_user(&self, user: &str) {
+        self.users.invalidate(user);
+        self.user_changed(user);
+    }
+
     /// Which model answers `user`, in which arm, under which experiment (0 = none).
     fn model_for(&self, user: &UserId) -> Option<(Arc<Snapshot>, Arm, i64)> {
         let champion = self.current()?;

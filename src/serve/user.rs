@@ -132,7 +132,6 @@ impl Serving {
             .users
             .get(user.as_str())
             .filter(|s| s.model_version == snap.version());
-        let previous = cached.clone();
         let stamp = if self.store.is_shared() {
             match deadline(self.store.user_stamp(user)).await {
                 Ok(stamp) => Some(stamp),
@@ -141,6 +140,12 @@ impl Serving {
         } else {
             None
         };
+        // The log only grows, except by an erasure (on another replica, when the stamp
+        // shrank): then nothing of the old state carries over.
+        let previous = cached.clone().filter(|p| match (p.stamp, stamp) {
+            (Some((n0, latest0)), Some((n1, latest1))) => n1 >= n0 && latest1 >= latest0,
+            _ => true,
+        });
         if let Some(state) = &cached {
             if state.generation == generation && state.stamp == stamp {
                 return Ok(state.clone());

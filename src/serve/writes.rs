@@ -4,8 +4,8 @@
 
 use super::Serving;
 use crate::{
-    domain::{EventType, ItemId, NewEvent},
-    store::{AppendOutcome, Item, ItemUpsert, StoreResult},
+    domain::{EventType, ItemId, NewEvent, UserId},
+    store::{AppendOutcome, Erased, Item, ItemUpsert, StoreResult, UserExport},
 };
 
 /// The model version a `recommendation_id` names (`<ULID>-v<version>`).
@@ -14,6 +14,25 @@ pub fn credited_version(recommendation_id: &str) -> Option<i64> {
 }
 
 impl Serving {
+    /// Erases everything stored of a user, then what this process holds of them. What this
+    /// replica still had queued of their responses is written first, so that it goes with the
+    /// rest; another replica's queue is held back by the store (see [`crate::store::Store::erase_user`]),
+    /// and its cache sees the user's stamp shrink.
+    pub async fn erase_user(&self, user: &UserId) -> StoreResult<Erased> {
+        if let Some(sink) = self.impressions() {
+            sink.flush().await;
+        }
+        let erased = self.store.erase_user(user).await?;
+        self.forget_user(user.as_str());
+        metrics::counter!("recloop_users_erased_total").increment(1);
+        Ok(erased)
+    }
+
+    /// Everything stored about a user.
+    pub async fn export_user(&self, user: &UserId) -> StoreResult<UserExport> {
+        self.store.export_user(user).await
+    }
+
     /// Appends validated events (durably, all or nothing); the users they name re-read their
     /// history on their next request.
     pub async fn ingest(&self, events: Vec<NewEvent>) -> StoreResult<AppendOutcome> {

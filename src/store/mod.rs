@@ -5,6 +5,7 @@ pub mod postgres;
 mod rows;
 pub mod sqlite;
 mod sqlite_read;
+mod users;
 
 use std::sync::Arc;
 
@@ -31,6 +32,44 @@ pub struct HistoryEvent {
     pub item_id: String,
     pub event_type: EventType,
     pub ts_ms: i64,
+}
+
+/// What [`Store::erase_user`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub events: u64,
+    pub responses: u64,
+}
+
+/// Everything stored about one user ([`Store::export_user`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserExport {
+    /// Every event, in the order stored.
+    pub events: Vec<ExportedEvent>,
+    /// Every recorded response, oldest first.
+    pub responses: Vec<ExportedResponse>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedEvent {
+    pub event_id: Option<String>,
+    pub item_id: String,
+    pub event_type: EventType,
+    pub ts_ms: i64,
+    pub recommendation_id: Option<String>,
+    pub received_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedResponse {
+    pub recommendation_id: String,
+    pub model_version: i64,
+    pub arm: Arm,
+    pub source: String,
+    pub items: Vec<String>,
+    pub shown_ms: i64,
+    /// The event types credited to this response.
+    pub credited: Vec<EventType>,
 }
 
 /// One event of the log, as training needs it.
@@ -431,6 +470,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// The challenger's version, without its parameters (cheap enough to poll).
     async fn challenger_version(&self) -> StoreResult<Option<i64>>;
+
+    /// Erases everything stored of a user in one transaction: their events, recorded
+    /// responses and those responses' credit marks, their interned id. The online totals stay,
+    /// as anonymous counts. Counted (without the id) in [`Store::erasures`], and from then on
+    /// no response shown before the erasure is recorded (one still queued on some replica
+    /// would otherwise bring the user back).
+    async fn erase_user(&self, user: &UserId) -> StoreResult<Erased>;
+
+    /// Every event and recorded response of a user.
+    async fn export_user(&self, user: &UserId) -> StoreResult<UserExport>;
+
+    /// How many erasures were ever made: a training that read the log before the latest one
+    /// must not be recorded.
+    async fn erasures(&self) -> StoreResult<i64>;
 }
 
 pub type DynStore = Arc<dyn Store>;

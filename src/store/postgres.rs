@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     rows::{self, decode_all, CountsRow, ItemRow, ModelRow},
-    *,
+    users, *,
 };
 
 /// Rows per multi-row INSERT: 7 binds each stays below PostgreSQL's 65,535-parameter limit.
@@ -599,6 +599,16 @@ impl Store for PostgresStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        // SHARE mode: batches do not wait for each other, and an erasure (which writes to
+        // `erasures` first) waits for this one to commit, then deletes what it wrote.
+        sqlx::query("LOCK TABLE erasures IN SHARE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let erased: Option<i64> = sqlx::query_scalar("SELECT MAX(erased_ms) FROM erasures")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut batch = batch;
+        users::shown_after_erasure(&mut batch, erased);
         for chunk in batch.chunks(INSERT_CHUNK) {
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
                 "INSERT INTO impressions (recommendation_id, user_id, model_version, \
@@ -773,5 +783,17 @@ impl Store for PostgresStore {
         )
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    async fn erase_user(&self, user: &UserId) -> StoreResult<Erased> {
+        users::postgres::erase(&self.pool, user).await
+    }
+
+    async fn export_user(&self, user: &UserId) -> StoreResult<UserExport> {
+        users::postgres::export(&self.pool, user).await
+    }
+
+    async fn erasures(&self) -> StoreResult<i64> {
+        users::postgres::erasures(&self.pool).await
     }
 }

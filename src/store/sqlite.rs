@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     rows::{self, decode_all, CountsRow, ItemRow, ModelRow},
     sqlite_read::Readers,
-    *,
+    users, *,
 };
 
 /// Rows per multi-row INSERT: 7 binds each stays far below SQLite's 32,766-variable limit.
@@ -767,6 +767,13 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.write.begin().await?;
+        // Read in the transaction that writes: if an erasure commits in between, SQLite
+        // refuses this transaction's writes (its snapshot is stale) rather than let it in.
+        let erased: Option<i64> = sqlx::query_scalar("SELECT MAX(erased_ms) FROM erasures")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut batch = batch;
+        users::shown_after_erasure(&mut batch, erased);
         for chunk in batch.chunks(INSERT_CHUNK) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT OR IGNORE INTO impressions (recommendation_id, user_id, model_version, \
@@ -942,6 +949,18 @@ impl Store for SqliteStore {
         )
         .fetch_one(&self.read)
         .await?)
+    }
+
+    async fn erase_user(&self, user: &UserId) -> StoreResult<Erased> {
+        users::sqlite::erase(&self.write, user).await
+    }
+
+    async fn export_user(&self, user: &UserId) -> StoreResult<UserExport> {
+        users::sqlite::export(&self.read, user).await
+    }
+
+    async fn erasures(&self) -> StoreResult<i64> {
+        users::sqlite::erasures(&self.read).await
     }
 }
 

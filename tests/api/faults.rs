@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use recloop::{
     domain::{ItemId, NewEvent, UserId},
     store::{
-        Activation, AppendOutcome, DynStore, HistoryEvent, Impression, Item, ItemUpsert, Log,
-        ModelRecord, ModelStatus, NewModelRecord, OnlineCounts, Service, Shown, Store, StoreError,
-        StoreResult, Tally, TrainingLease, UserActivity, UserStamp,
+        Activation, AppendOutcome, DynStore, Erased, HistoryEvent, Impression, Item, ItemUpsert,
+        Log, ModelRecord, ModelStatus, NewModelRecord, OnlineCounts, Service, Shown, Store,
+        StoreError, StoreResult, Tally, TrainingLease, UserActivity, UserExport, UserStamp,
     },
 };
 use tokio::sync::{watch, RwLock};
@@ -231,5 +231,20 @@ impl Store for FaultyStore {
     async fn challenger_version(&self) -> StoreResult<Option<i64>> {
         self.check()?;
         self.inner.challenger_version().await
+    }
+
+    async fn erase_user(&self, user: &UserId) -> StoreResult<Erased> {
+        self.check()?;
+        self.inner.erase_user(user).await
+    }
+
+    async fn export_user(&self, user: &UserId) -> StoreResult<UserExport> {
+        self.check()?;
+        self.inner.export_user(user).await
+    }
+
+    async fn erasures(&self) -> StoreResult<i64> {
+        self.check()?;
+        self.inner.erasures().await
     }
 }

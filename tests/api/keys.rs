@@ -24,6 +24,8 @@ fn admin_routes() -> Vec<(Method, &'static str, Option<serde_json::Value>)> {
         (Method::POST, "/v1/model/challenger/retire", None),
         (Method::POST, "/v1/model/versions/1/activate", None),
         (Method::POST, "/v1/model/unpin", None),
+        (Method::DELETE, "/v1/users/someone", None),
+        (Method::GET, "/v1/users/someone/export", None),
     ]
 }
 
@@ -51,6 +53,8 @@ fn template(path: &str) -> String {
         ["", "v1", "items", _] => "/v1/items/{item_id}".into(),
         ["", "v1", "items", _, "similar"] => "/v1/items/{item_id}/similar".into(),
         ["", "v1", "users", _, "recommendations"] => "/v1/users/{user_id}/recommendations".into(),
+        ["", "v1", "users", _] => "/v1/users/{user_id}".into(),
+        ["", "v1", "users", _, "export"] => "/v1/users/{user_id}/export".into(),
         ["", "v1", "model", "versions", _, "activate"] => {
             "/v1/model/versions/{version}/activate".into()
         }

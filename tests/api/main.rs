@@ -29,6 +29,7 @@ mod ops;
 mod pg;
 mod recommendations;
 mod rollback;
+mod users;
 
 /// Generates `mod sqlite` and `mod postgres`, each with a module per test module and in it one
 /// `#[tokio::test]` per test. A test may name the runtime it needs in parentheses (the arguments
@@ -92,6 +93,12 @@ on_both_backends! {
         an_admin_key_alone_leaves_reads_open,
         a_key_is_rotated_without_refusing_either,
         requests_are_counted_per_key_fingerprint,
+    ],
+    users: [
+        an_erased_user_leaves_nothing_in_any_table,
+        a_replica_that_cached_the_user_forgets_them,
+        a_retrain_after_erasure_is_the_model_of_a_log_that_never_had_them,
+        an_erasure_during_a_training_does_not_bring_them_back,
     ],
     rollback: [
         an_earlier_version_goes_back_in_service_on_every_replica,

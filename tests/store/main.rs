@@ -85,6 +85,7 @@ conformance! {
         online::a_settled_range_is_not_read_again,
         online::purge_takes_old_impressions_and_keeps_totals,
         online::a_challenger_is_decided_once,
+        online::an_erasure_takes_responses_and_holds_back_older_ones,
     ],
     database: [
         lifecycle::reopen_keeps_everything,

@@ -239,3 +239,69 @@ pub async fn a_challenger_is_decided_once(store: DynStore) {
         Some(challenger.version)
     );
 }
+
+/// An erasure takes the user's responses and their credit marks, keeps the totals, is counted,
+/// and from then on a response shown before it is not recorded (it may be the erased user's,
+/// queued on some replica before the erasure).
+pub async fn an_erasure_takes_responses_and_holds_back_older_ones(store: DynStore) {
+    let now = chrono::Utc::now().timestamp_millis();
+    store
+        .insert_impressions(vec![
+            shown("r1-v1", "gone", 1, Arm::Champion, &["a", "b"], now - 5_000),
+            shown("r2-v1", "kept", 1, Arm::Champion, &["a"], now - 5_000),
+        ])
+        .await
+        .unwrap();
+    store
+        .append_events(vec![naming("gone", "a", EventType::Click, "r1-v1")])
+        .await
+        .unwrap();
+    store
+        .tally_credit(store.max_event_seq().await.unwrap())
+        .await
+        .unwrap();
+    let totals = store.online_counts().await.unwrap();
+    assert_eq!(store.erasures().await.unwrap(), 0);
+
+    let erased = store.erase_user(&user("gone")).await.unwrap();
+    assert_eq!((erased.events, erased.responses), (1, 1));
+    assert_eq!(store.erasures().await.unwrap(), 1);
+    assert_eq!(
+        store.export_user(&user("gone")).await.unwrap(),
+        Default::default()
+    );
+    assert_eq!(
+        store
+            .user_impressions(&user("kept"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.online_counts().await.unwrap(), totals);
+
+    store
+        .insert_impressions(vec![
+            shown("r3-v1", "gone", 1, Arm::Champion, &["a"], now - 1_000),
+            shown("r4-v1", "kept", 1, Arm::Champion, &["a"], now + 60_000),
+        ])
+        .await
+        .unwrap();
+    assert!(store
+        .user_impressions(&user("gone"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .user_impressions(&user("kept"), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store.erase_user(&user("nobody")).await.unwrap(),
+        Default::default()
+    );
+}

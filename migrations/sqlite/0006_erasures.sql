@@ -1,0 +1,7 @@
+-- One row per erased user, and nothing of the user: how many erasures were made (a training
+-- that read the log before the newest one is discarded), and when (a response shown before
+-- the newest one is no longer recorded).
+CREATE TABLE erasures (
+    seq INTEGER PRIMARY KEY,
+    erased_ms INTEGER NOT NULL
+);
