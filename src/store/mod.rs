@@ -1,5 +1,6 @@
 //! Storage: one trait, one implementation per database. Nothing outside this module knows SQL.
 
+pub mod backup;
 mod error;
 pub mod postgres;
 mod rows;

@@ -69,6 +69,19 @@ enum Command {
         #[arg(long, default_value = "-")]
         out: PathBuf,
     },
+    /// Write a consistent copy of the SQLite database to FILE, while the service runs.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://recloop.db")]
+        database_url: String,
+    },
+    /// Replace the (stopped) SQLite database with a backup made by `recloop backup`.
+    Restore {
+        file: PathBuf,
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://recloop.db")]
+        database_url: String,
+    },
     /// Bulk-load an event log (CSV: user_id,item_id,type,timestamp).
     Import {
         file: PathBuf,
@@ -115,6 +128,30 @@ async fn main() -> anyhow::Result<()> {
             &recloop::learn::TrainingParams::from_config(&config),
             json,
         ),
+        Command::Backup { out, database_url } => {
+            let r = recloop::store::backup::backup(&database_url, &out)?;
+            println!(
+                "backed up to {} in {:.2}s: {} bytes, events up to seq {}, {} model versions",
+                out.display(),
+                r.seconds,
+                r.bytes,
+                r.max_event_seq,
+                r.model_versions
+            );
+            Ok(())
+        }
+        Command::Restore { file, database_url } => {
+            let r = recloop::store::backup::restore(&file, &database_url)?;
+            println!(
+                "restored {} in {:.2}s: {} bytes, events up to seq {}, {} model versions",
+                file.display(),
+                r.seconds,
+                r.bytes,
+                r.max_event_seq,
+                r.model_versions
+            );
+            Ok(())
+        }
         Command::Simulate(options) => {
             recloop_tools::simulate::init_tracing();
             let report = recloop_tools::simulate::run(&options, &Config::default_for("")).await?;

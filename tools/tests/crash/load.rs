@@ -7,7 +7,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, PoisonError,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rand::{Rng, SeedableRng};
@@ -88,6 +88,8 @@ impl Server {
 pub struct ClientReport {
     /// Every event acknowledged (200), as posted.
     pub acked: Vec<Value>,
+    /// When each of `acked` was acknowledged.
+    pub acked_at: Vec<Instant>,
     pub acked_ids: HashSet<String>,
     /// Requests that failed (connection refused or reset by a kill, 503) and were retried.
     pub failed_attempts: u64,
@@ -197,7 +199,9 @@ pub async fn event_client(
                         report.duplicates += duplicates;
                     }
                     report.accepted += accepted;
+                    let now = Instant::now();
                     for e in events {
+                        report.acked_at.push(now);
                         let id = e["event_id"].as_str().expect("event_id").to_owned();
                         assert!(report.acked_ids.insert(id), "an event id sent twice");
                         report.acked.push(e);

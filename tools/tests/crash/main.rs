@@ -12,6 +12,7 @@
 //! or here). In the executable's crate, like `replicas`: only a package's own tests are told
 //! where its binaries are (`CARGO_BIN_EXE_recloop`).
 
+mod backup;
 #[allow(dead_code)]
 #[path = "../replicas/data.rs"]
 mod data;
@@ -46,7 +47,7 @@ const KILLS: usize = 12;
 const CLIENTS: usize = 4;
 
 /// Trainings long enough (a second or so in the test build) for kills to land inside them.
-const ENV: &[(&str, &str)] = &[
+pub(crate) const ENV: &[(&str, &str)] = &[
     ("RECLOOP_FACTORS", "32"),
     ("RECLOOP_ITERATIONS", "10"),
     ("RUST_LOG", "warn"),
