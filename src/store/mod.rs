@@ -485,6 +485,10 @@ pub trait Store: Send + Sync + 'static {
     /// How many erasures were ever made: a training that read the log before the latest one
     /// must not be recorded.
     async fn erasures(&self) -> StoreResult<i64>;
+
+    /// Up to `limit` ids of users with events, in byte order, after `after` (from the start
+    /// when None): pages through every user in bounded memory.
+    async fn user_ids_after(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<String>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

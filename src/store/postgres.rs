@@ -796,4 +796,8 @@ impl Store for PostgresStore {
     async fn erasures(&self) -> StoreResult<i64> {
         users::postgres::erasures(&self.pool).await
     }
+
+    async fn user_ids_after(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<String>> {
+        users::postgres::user_ids_after(&self.pool, after, limit).await
+    }
 }

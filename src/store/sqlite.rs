@@ -962,6 +962,10 @@ impl Store for SqliteStore {
     async fn erasures(&self) -> StoreResult<i64> {
         users::sqlite::erasures(&self.read).await
     }
+
+    async fn user_ids_after(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<String>> {
+        users::sqlite::user_ids_after(&self.read, after, limit).await
+    }
 }
 
 #[cfg(test)]

@@ -100,6 +100,23 @@ pub(super) mod sqlite {
         decode(events, responses)
     }
 
+    /// `user_keys` holds exactly the users with events (an erasure removes its row), with a
+    /// unique index on the id to page along.
+    pub(in crate::store) async fn user_ids_after(
+        pool: &SqlitePool,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT user_id FROM user_keys WHERE user_id > ?1 ORDER BY user_id LIMIT ?2",
+        )
+        // Every id is at least one character: after "" comes the first.
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+    }
+
     pub(in crate::store) async fn erasures(pool: &SqlitePool) -> StoreResult<i64> {
         let n: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM erasures")
             .fetch_one(pool)
@@ -166,6 +183,23 @@ pub(super) mod postgres {
         .await?;
         tx.commit().await?;
         decode(events, responses)
+    }
+
+    /// Along the per-user index; `COLLATE "C"` orders by bytes, as SQLite does, whatever the
+    /// database's collation.
+    pub(in crate::store) async fn user_ids_after(
+        pool: &PgPool,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT user_id COLLATE \"C\" AS u FROM events \
+             WHERE user_id COLLATE \"C\" > $1 ORDER BY u LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
     }
 
     pub(in crate::store) async fn erasures(pool: &PgPool) -> StoreResult<i64> {

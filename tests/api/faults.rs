@@ -247,4 +247,9 @@ impl Store for FaultyStore {
         self.check()?;
         self.inner.erasures().await
     }
+
+    async fn user_ids_after(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<String>> {
+        self.check()?;
+        self.inner.user_ids_after(after, limit).await
+    }
 }

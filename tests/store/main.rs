@@ -86,6 +86,7 @@ conformance! {
         online::purge_takes_old_impressions_and_keeps_totals,
         online::a_challenger_is_decided_once,
         online::an_erasure_takes_responses_and_holds_back_older_ones,
+        online::user_ids_page_through_every_user_once,
     ],
     database: [
         lifecycle::reopen_keeps_everything,

@@ -305,3 +305,32 @@ pub async fn an_erasure_takes_responses_and_holds_back_older_ones(store: DynStor
         Default::default()
     );
 }
+
+/// Paging through the users with events: each once, in byte order, erased ones gone.
+pub async fn user_ids_page_through_every_user_once(store: DynStore) {
+    assert!(store.user_ids_after(None, 10).await.unwrap().is_empty());
+    let mut ids: Vec<String> = (0..25).map(|i| format!("u{i}")).collect();
+    ids.extend(["Ü".to_owned(), "a b".to_owned(), "Z".to_owned()]);
+    let events = ids.iter().flat_map(|u| {
+        [
+            event(u, "i1", EventType::View, 1),
+            event(u, "i2", EventType::Click, 2),
+        ]
+    });
+    store.append_events(events.collect()).await.unwrap();
+    store.erase_user(&user("u7")).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.user_ids_after(after.as_deref(), 4).await.unwrap();
+        assert!(page.len() <= 4);
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        seen.extend(page);
+        after = Some(last);
+    }
+    ids.retain(|u| u != "u7");
+    ids.sort_unstable();
+    assert_eq!(seen, ids);
+}

@@ -82,6 +82,21 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", default_value = "sqlite://recloop.db")]
         database_url: String,
     },
+    /// Write every user's recommendations (or the listed users') as JSON lines, with the model
+    /// and filters of serving; nothing is recorded as shown.
+    ExportRecommendations {
+        /// Output file; `-` is standard output.
+        #[arg(long)]
+        out: PathBuf,
+        /// A file of user ids, one per line [default: every user with events].
+        #[arg(long)]
+        users: Option<PathBuf>,
+        /// Items per user.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+        n: u16,
+        #[command(flatten)]
+        config: Box<Config>,
+    },
     /// Bulk-load an event log (CSV: user_id,item_id,type,timestamp).
     Import {
         file: PathBuf,
@@ -149,6 +164,42 @@ async fn main() -> anyhow::Result<()> {
                 r.bytes,
                 r.max_event_seq,
                 r.model_versions
+            );
+            Ok(())
+        }
+        Command::ExportRecommendations {
+            out,
+            users,
+            n,
+            config,
+        } => {
+            let store = recloop::store::connect(&config.database_url)
+                .await
+                .context("opening the database")?;
+            let users = match &users {
+                Some(file) => recloop_tools::export::Users::File(file),
+                None => recloop_tools::export::Users::All,
+            };
+            let n = usize::from(n);
+            let report = if out.as_os_str() == "-" {
+                recloop_tools::export::run(&config, store, users, n, std::io::stdout().lock())
+                    .await?
+            } else {
+                // Renamed into place once whole: a failed export leaves no file that looks done.
+                let partial = out.with_extension("partial");
+                let file = std::fs::File::create(&partial)
+                    .with_context(|| format!("creating {}", partial.display()))?;
+                let report = recloop_tools::export::run(&config, store, users, n, file).await?;
+                std::fs::rename(&partial, &out)
+                    .with_context(|| format!("moving the export to {}", out.display()))?;
+                report
+            };
+            eprintln!(
+                "exported {} users ({} personalized) in {:.1}s: {:.0} users/s",
+                report.users,
+                report.personalized,
+                report.seconds,
+                report.users as f64 / report.seconds.max(1e-9)
             );
             Ok(())
         }
