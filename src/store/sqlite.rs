@@ -162,6 +162,7 @@ impl SqliteStore {
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
                 .test_before_acquire(false)
+                .after_release(|conn, _| Box::pin(outside_any_transaction(conn)))
                 .connect_with(options.clone())
                 .await;
             match opened {
@@ -221,6 +222,29 @@ impl SqliteStore {
             appends,
         })
     }
+}
+
+/// Whether the writing connection can go back to the pool: neither SQLite nor sqlx thinks a
+/// transaction is open on it. A COMMIT that fails on a full disk or an I/O error may or may
+/// not have rolled back, and sqlx, which counts the transactions it opened, then keeps
+/// counting one; its next `begin` would be a SAVEPOINT inside it, and appends acknowledged
+/// after that would never reach the file. Such a connection is closed, and the pool opens a
+/// fresh one.
+async fn outside_any_transaction(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    let mut handle = conn.lock_handle().await?;
+    // SAFETY: the handle is locked for this call, and `sqlite3_get_autocommit` only reads the
+    // connection's state.
+    let autocommit =
+        unsafe { rusqlite::ffi::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) };
+    drop(handle);
+    let clean = autocommit != 0 && !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!(
+            "closing the database's writing connection: a transaction did not end cleanly"
+        );
+    }
+    Ok(clean)
 }
 
 /// SQLITE_BUSY, in any of its extended forms (the primary code is the low byte).

@@ -16,6 +16,7 @@ mod backup;
 #[allow(dead_code)]
 #[path = "../replicas/data.rs"]
 mod data;
+mod full_disk;
 #[allow(dead_code)]
 #[path = "../replicas/harness.rs"]
 mod harness;
