@@ -70,6 +70,9 @@ fn copy(from: &Connection, to: &Path) -> anyhow::Result<()> {
         }
         drop(backup);
         check(&out).context("checking the copy")?;
+        // One self-contained file, without a write-ahead log beside it; the service puts the
+        // database back in WAL mode when it opens a restored copy.
+        let _: String = out.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
     }
     std::fs::rename(&partial, to)
         .with_context(|| format!("moving the copy to {}", to.display()))?;

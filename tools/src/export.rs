@@ -31,6 +31,9 @@ use recloop::{
 const PAGE: i64 = 10_000;
 /// Users whose cached state is kept: each user is asked once, so this only bounds memory.
 const CACHE: u64 = 4_096;
+/// Lists being made at once: each waits mostly on its history read, so a few per core keep
+/// the cores busy, as concurrent requests do in serving.
+const IN_FLIGHT: usize = 64;
 
 /// What an export did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,7 +75,9 @@ pub async fn run(
     let lists = ids
         .map_ok(|id| {
             let serving = serving.clone();
-            async move {
+            // A task each, so that the lists are ranked on every worker thread: polled in
+            // this one stream, they would all run on one.
+            let list = tokio::spawn(async move {
                 let user = UserId::parse(id.as_str())
                     .map_err(|e| anyhow::anyhow!("user id {id:?}: {e}"))?;
                 let query = RecommendQuery {
@@ -81,9 +86,10 @@ pub async fn run(
                 };
                 let rec = serving.recommend(&user, &query).await?;
                 anyhow::Ok((id, rec))
-            }
+            });
+            async move { list.await.context("a ranking task failed")? }
         })
-        .try_buffered(2 * std::thread::available_parallelism().map_or(2, |n| n.get()));
+        .try_buffered(IN_FLIGHT);
     let mut out = std::io::BufWriter::new(out);
     let mut report = ExportReport {
         users: 0,
