@@ -91,7 +91,7 @@ pub async fn an_oversized_body_is_413_and_stores_nothing(backend: Backend) {
 
 pub async fn unknown_routes_are_404_and_wrong_methods_405_in_the_envelope(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    for path in ["/v1/nope", "/v2/events", "/v1/users/u1", "/"] {
+    for path in ["/v1/nope", "/v2/events", "/v1/users/u1/nope", "/"] {
         expect_error(app.get(path).await, StatusCode::NOT_FOUND, "not_found").await;
     }
     let response = app.get("/v1/events").await;
