@@ -185,7 +185,7 @@ async fn the_description_documents_429_on_every_v1_operation() {
         }
     }
     assert_eq!(
-        seen, 13,
-        "every /v1 operation, challenger promote/retire included"
+        seen, 17,
+        "every /v1 operation: challenger promote/retire, activate/unpin and the user erasure and export included"
     );
 }
