@@ -258,6 +258,16 @@ const ITEM_COLUMNS: &str = "item_id, title, categories::text AS categories, avai
 const MODEL_COLUMNS: &str = "version, algorithm, status, reason, trained_ms, training_seconds, \
      events, users, items, log_seq, metrics::text AS metrics, params::text AS params";
 
+/// Tells every listening replica, when `tx` commits, that the models changed (`version`).
+async fn announce(tx: &mut sqlx::Transaction<'_, Postgres>, version: i64) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(MODEL_CHANNEL)
+        .bind(version.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn service_of(db: impl PgExecutor<'_>) -> StoreResult<Service> {
     let (version, pinned, newest): (Option<i64>, Option<bool>, Option<i64>) =
         sqlx::query_as(CHOSEN_SQL).fetch_one(db).await?;
@@ -497,11 +507,7 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             // Delivered at commit, to every replica listening.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(MODEL_CHANNEL)
-                .bind(stored.version.to_string())
-                .execute(&mut *tx)
-                .await?;
+            announce(&mut tx, stored.version).await?;
         }
         tx.commit().await?;
         Ok(stored)
@@ -575,11 +581,7 @@ impl Store for PostgresStore {
         .fetch_one(&mut *tx)
         .await?;
         // Every replica puts it in service at once, as it would a new model.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(MODEL_CHANNEL)
-            .bind(version.to_string())
-            .execute(&mut *tx)
-            .await?;
+        announce(&mut tx, version).await?;
         tx.commit().await?;
         Ok(Activation::Activated(row.try_into()?))
     }
@@ -763,11 +765,7 @@ impl Store for PostgresStore {
         let changed = done.rows_affected() > 0;
         if changed {
             // Other replicas adopt a promoted model and drop a retired challenger at once.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(MODEL_CHANNEL)
-                .bind(version.to_string())
-                .execute(&mut *tx)
-                .await?;
+            announce(&mut tx, version).await?;
         }
         tx.commit().await?;
         Ok(changed)
