@@ -4,7 +4,7 @@
 //! - `realtime`: an event acknowledged by one replica shapes the other's next answer;
 //! - `lease`: one training at a time across replicas;
 //! - `propagation`: a newly accepted model reaches the other replica (NOTIFY, and the
-//!   polling fallback), with the delay printed as a figure;
+//!   polling fallback), and so does a rollback, with the delays printed as figures;
 //! - `takeover`: the training replica killed mid-training, another one takes over;
 //! - `outage`: PostgreSQL stopped and started again under two running replicas;
 //! - `shutdown`: SIGTERM drains the requests in flight and stops the process cleanly (SQLite:

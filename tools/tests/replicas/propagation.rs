@@ -156,3 +156,45 @@ fn a_new_model_reaches_the_other_replica_within_seconds() {
         assert_eq!(answer["source"], "personalized", "{answer}");
     });
 }
+
+#[test]
+fn a_rollback_on_one_replica_reaches_the_other_within_seconds() {
+    run(async {
+        let Some(db) = PgDatabase::shared().await else {
+            return;
+        };
+        let a = Replica::start("a", &db.url, &[]).await;
+        // B polls only every 30 s: a rollback reaching it within a few seconds came by NOTIFY.
+        let b = Replica::start("b", &db.url, &[("RECLOOP_TRAINER_TICK_SECS", "30")]).await;
+        a.post_all(&data::small()).await;
+        let first = a.retrain_wait().await["version"].as_i64().expect("version");
+        let second = a.retrain_wait().await["version"].as_i64().expect("version");
+        b.wait_for_version(second, Duration::from_secs(10)).await;
+
+        let (status, entry) = a
+            .post(
+                &format!("/v1/model/versions/{first}/activate?pin=true"),
+                None,
+            )
+            .await;
+        assert_eq!(status.as_u16(), 200, "{entry}");
+        let answered = Instant::now();
+        while b.model_version().await != Some(first) {
+            assert!(
+                answered.elapsed() < Duration::from_secs(5),
+                "B still serves {:?}:\n{}",
+                b.model_version().await,
+                b.log_tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let waited = answered.elapsed();
+        let model = b.get_ok("/v1/model").await;
+        assert_eq!(model["pinned"], true, "{model}");
+        assert_eq!(b.recommend("u1", "n=5").await["model_version"], first);
+        say(&format!(
+            "figure: rollback on A -> served by B (NOTIFY; B polls every 30 s) after {:.0} ms",
+            millis(waited)
+        ));
+    });
+}
