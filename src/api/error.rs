@@ -109,6 +109,16 @@ impl ApiError {
         }
     }
 
+    /// 422 `invalid_parameter` for one path or query parameter: "`field` `message`".
+    pub fn parameter(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::invalid(
+            "invalid_parameter",
+            format!("{field} {message}"),
+            vec![ErrorDetail::new(None, field, message)],
+        )
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,

@@ -71,13 +71,7 @@ pub fn admin_router() -> Router<AppState> {
 }
 
 pub(super) fn item_id(raw: String) -> ApiResult<ItemId> {
-    ItemId::parse(raw).map_err(|e| {
-        ApiError::invalid(
-            "invalid_parameter",
-            format!("item_id {e}"),
-            vec![ErrorDetail::new(None, "item_id", e.to_string())],
-        )
-    })
+    ItemId::parse(raw).map_err(|e| ApiError::parameter("item_id", e.to_string()))
 }
 
 /// Checks one catalog object; `path_id` is the id from `PUT`'s path.

@@ -206,11 +206,7 @@ fn bool_param(query: Option<&str>, name: &'static str) -> ApiResult<bool> {
     {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(_) => Err(ApiError::invalid(
-            "invalid_parameter",
-            format!("{name} must be true or false"),
-            vec![ErrorDetail::new(None, name, "must be true or false")],
-        )),
+        Some(_) => Err(ApiError::parameter(name, "must be true or false")),
     }
 }
 

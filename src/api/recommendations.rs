@@ -11,12 +11,12 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    error::{ApiError, ApiResult, ErrorDetail, ErrorEnvelope},
+    error::{ApiError, ApiResult, ErrorEnvelope},
     items::item_id,
     AppState,
 };
 use crate::{
-    domain::{Category, ItemId, UserId},
+    domain::{Category, ItemId},
     serve::{RecommendQuery, ScoredItem, Source},
     store::Arm,
 };
@@ -49,15 +49,6 @@ pub struct RecommendationParams {
     include_interacted: Option<bool>,
 }
 
-fn bad(field: &str, message: impl Into<String>) -> ApiError {
-    let message = message.into();
-    ApiError::invalid(
-        "invalid_parameter",
-        format!("{field} {message}"),
-        vec![ErrorDetail::new(None, field, message)],
-    )
-}
-
 /// The query string, parsed by hand so every mistake gets the envelope and a clear message.
 struct Params(Vec<(String, String)>);
 
@@ -65,7 +56,7 @@ impl Params {
     fn new(raw: Option<String>) -> ApiResult<Self> {
         serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
             .map(Params)
-            .map_err(|e| bad("query", format!("is not a valid query string: {e}")))
+            .map_err(|e| ApiError::parameter("query", format!("is not a valid query string: {e}")))
     }
 
     fn get(&self, key: &str) -> Option<&str> {
@@ -80,7 +71,7 @@ impl Params {
             None => Ok(10),
             Some(raw) => match raw.parse::<usize>() {
                 Ok(n) if (1..=MAX_N).contains(&n) => Ok(n),
-                _ => Err(bad(
+                _ => Err(ApiError::parameter(
                     "n",
                     format!("must be a whole number from 1 to {MAX_N}"),
                 )),
@@ -93,7 +84,7 @@ impl Params {
             .map(|c| {
                 Category::parse(c)
                     .map(Category::into_inner)
-                    .map_err(|e| bad("category", e.to_string()))
+                    .map_err(|e| ApiError::parameter("category", e.to_string()))
             })
             .transpose()
     }
@@ -104,13 +95,16 @@ impl Params {
         };
         let ids: Vec<&str> = raw.split(',').filter(|s| !s.is_empty()).collect();
         if ids.len() > MAX_EXCLUDE {
-            return Err(bad("exclude", format!("at most {MAX_EXCLUDE} item ids")));
+            return Err(ApiError::parameter(
+                "exclude",
+                format!("at most {MAX_EXCLUDE} item ids"),
+            ));
         }
         ids.into_iter()
             .map(|s| {
                 ItemId::parse(s)
                     .map(ItemId::into_inner)
-                    .map_err(|e| bad("exclude", format!("each item id {e}")))
+                    .map_err(|e| ApiError::parameter("exclude", format!("each item id {e}")))
             })
             .collect()
     }
@@ -119,7 +113,10 @@ impl Params {
         match self.get("include_interacted") {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
-            Some(_) => Err(bad("include_interacted", "must be true or false")),
+            Some(_) => Err(ApiError::parameter(
+                "include_interacted",
+                "must be true or false",
+            )),
         }
     }
 }
@@ -166,7 +163,7 @@ pub async fn recommendations(
     Path(raw): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<RecommendationsOut>> {
-    let user = UserId::parse(raw).map_err(|e| bad("user_id", e.to_string()))?;
+    let user = super::users::user_id(raw)?;
     let params = Params::new(query)?;
     let q = RecommendQuery {
         n: params.n()?,

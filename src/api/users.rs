@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{
-    error::{ApiError, ApiResult, ErrorDetail, ErrorEnvelope},
+    error::{ApiError, ApiResult, ErrorEnvelope},
     AppState,
 };
 use crate::{domain::UserId, store::UserExport};
@@ -23,15 +23,9 @@ pub fn admin_router() -> Router<AppState> {
         .route("/v1/users/{user_id}/export", get(export))
 }
 
-fn user(raw: String) -> ApiResult<UserId> {
-    UserId::parse(raw).map_err(|e| {
-        let message = e.to_string();
-        ApiError::invalid(
-            "invalid_parameter",
-            format!("user_id {message}"),
-            vec![ErrorDetail::new(None, "user_id", message)],
-        )
-    })
+/// A `user_id` from a path: this module's routes' and the recommendations'.
+pub(super) fn user_id(raw: String) -> ApiResult<UserId> {
+    UserId::parse(raw).map_err(|e| ApiError::parameter("user_id", e.to_string()))
 }
 
 fn time(ms: i64) -> String {
@@ -54,7 +48,7 @@ pub async fn erase(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let user = user(raw)?;
+    let user = user_id(raw)?;
     let erased = state.serving.erase_user(&user).await?;
     // Counts only: the id itself stays out of the logs.
     tracing::info!(
@@ -151,7 +145,7 @@ pub async fn export(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<UserExportOut>> {
-    let user = user(raw)?;
+    let user = user_id(raw)?;
     let export = state.serving.export_user(&user).await?;
     if export.events.is_empty() && export.responses.is_empty() {
         return Err(ApiError::NotFound(

@@ -28,7 +28,7 @@ pub enum ChallengerError {
 pub async fn adopt_champion(store: &DynStore, serving: &Serving) -> anyhow::Result<bool> {
     let serving_version = serving.current().map(|s| s.version());
     let service = store.service().await?;
-    serving.set_pinned(service.champion.filter(|_| service.pinned));
+    serving.set_pinned(service.pinned_version());
     let champion = service.champion;
     if champion.is_none() || champion == serving_version {
         return Ok(false);

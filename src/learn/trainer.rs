@@ -52,13 +52,13 @@ pub enum Start {
     Busy,
 }
 
-/// The background trainer. Never two trainings at once: every run holds `lock` (this process)
-/// and the store's training lease (every replica).
 /// A user was erased while a training ran: its log held them, so its result is discarded.
 #[derive(Debug, thiserror::Error)]
 #[error("a user was erased during training; the result is discarded")]
 struct ErasedDuring;
 
+/// The background trainer. Never two trainings at once: every run holds `lock` (this process)
+/// and the store's training lease (every replica).
 pub struct Trainer {
     store: DynStore,
     serving: Arc<Serving>,
@@ -195,8 +195,7 @@ impl Trainer {
         }
         let training_seconds = started.elapsed().as_secs_f64();
         // An operator's pin keeps the champion: the model is recorded, not put in service.
-        let pinned = self.store.service().await?;
-        let pinned = pinned.champion.filter(|_| pinned.pinned);
+        let pinned = self.store.service().await?.pinned_version();
         // With challengers on, a model that passed the gate first serves a share of users.
         let challenger = fitted.status == ModelStatus::Accepted
             && pinned.is_none()

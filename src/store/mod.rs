@@ -161,6 +161,11 @@ impl Service {
             },
         }
     }
+
+    /// The champion's version when an operator pinned it.
+    pub fn pinned_version(&self) -> Option<i64> {
+        self.champion.filter(|_| self.pinned)
+    }
 }
 
 /// The operator's choice of champion (NULLs when none was made) and the newest accepted

@@ -468,33 +468,21 @@ async fn service_of(db: impl SqliteExecutor<'_>) -> StoreResult<Service> {
     Ok(Service::from_parts(version.zip(pinned), newest))
 }
 
-/// A version's record and fitted parameters (none when it has no parameters).
-async fn model_of_version(
+/// The model `filter` picks (a condition on one bound value; the newest when several
+/// match) if it has fitted parameters, with them.
+async fn model_with_blob<T>(
     db: impl SqliteExecutor<'_>,
-    version: i64,
-) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
+    filter: &str,
+    value: T,
+) -> StoreResult<Option<(ModelRecord, Vec<u8>)>>
+where
+    T: 'static + Send + for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
+{
     let row: Option<(ModelRow, Vec<u8>)> = sqlx::query(&format!(
         "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
-         WHERE version = ?"
+         WHERE {filter} ORDER BY version DESC LIMIT 1"
     ))
-    .bind(version)
-    .try_map(|row: sqlx::sqlite::SqliteRow| Ok((ModelRow::from_row(&row)?, row.try_get("data")?)))
-    .fetch_optional(db)
-    .await?;
-    row.map(|(record, data)| Ok((record.try_into()?, data)))
-        .transpose()
-}
-
-/// The newest model in `status` that has fitted parameters, with them.
-async fn model_with_blob(
-    db: impl SqliteExecutor<'_>,
-    status: ModelStatus,
-) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
-    let row: Option<(ModelRow, Vec<u8>)> = sqlx::query(&format!(
-        "SELECT {MODEL_COLUMNS}, data FROM model_versions JOIN model_blobs USING (version) \
-         WHERE status = ? ORDER BY version DESC LIMIT 1"
-    ))
-    .bind(status.as_str())
+    .bind(value)
     .try_map(|row: sqlx::sqlite::SqliteRow| Ok((ModelRow::from_row(&row)?, row.try_get("data")?)))
     .fetch_optional(db)
     .await?;
@@ -720,7 +708,7 @@ impl Store for SqliteStore {
 
     async fn champion_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
         match service_of(&self.read).await?.champion {
-            Some(version) => model_of_version(&self.read, version).await,
+            Some(version) => model_with_blob(&self.read, "version = ?", version).await,
             None => Ok(None),
         }
     }
@@ -964,7 +952,12 @@ impl Store for SqliteStore {
     }
 
     async fn challenger_model(&self) -> StoreResult<Option<(ModelRecord, Vec<u8>)>> {
-        model_with_blob(&self.read, ModelStatus::Challenger).await
+        model_with_blob(
+            &self.read,
+            "status = ?",
+            ModelStatus::Challenger.as_str().to_owned(),
+        )
+        .await
     }
 
     async fn challenger_version(&self) -> StoreResult<Option<i64>> {
