@@ -54,6 +54,7 @@ pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyho
             Some(serve::spawn_writer(store.clone())),
         ),
     );
+    serve::stats::spawn_stats_writer(store.clone(), serving.stats.clone());
     serving.catalog.apply(&store.list_items().await?);
     learn::adopt_champion(&store, &serving).await?;
     learn::adopt_challenger(&store, &serving).await?;
@@ -121,6 +122,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(grace, trainer).await;
     let _ = tokio::time::timeout(grace, online).await;
+    if let Err(e) = app.state.serving.stats.flush(&app.state.store).await {
+        tracing::warn!(error = %e, "the last statistics were not written");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod observe;
 pub mod ops;
 pub mod recommendations;
 pub mod schema;
+pub mod stats;
 pub mod users;
 
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub struct Shared {
         model::current, model::versions, model::retrain, model::promote, model::retire,
         model::activate, model::unpin,
         users::erase, users::export,
+        stats::stats,
         ops::healthz, ops::readyz, ops::metrics_text, ops::openapi,
     ),
     modifiers(&KeySchemes, &Hostile)
@@ -196,6 +198,7 @@ pub fn router(state: AppState) -> Router {
         .merge(items::admin_router())
         .merge(model::admin_router())
         .merge(users::admin_router())
+        .merge(stats::admin_router())
         .route_layer(middleware::from_fn_with_state(
             (state.clone(), Access::Admin),
             gate,

@@ -75,7 +75,29 @@ pub async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Res
         }
     };
     let series = handles(route, &method, response.status().as_u16());
+    let seconds = started.elapsed().as_secs_f64();
     series.requests.increment(1);
-    series.duration.record(started.elapsed().as_secs_f64());
+    series.duration.record(seconds);
+    if route != "unmatched" {
+        let stats = &s.serving.stats;
+        stats.add("requests", latency_bucket(seconds), 1.0);
+        stats.add("request_seconds", "", seconds);
+    }
     response
+}
+
+/// The latency histogram of the `requests` statistics: the upper bound of the request's bucket.
+fn latency_bucket(seconds: f64) -> &'static str {
+    const BOUNDS: [(f64, &str); 6] = [
+        (0.001, "le=0.001"),
+        (0.005, "le=0.005"),
+        (0.025, "le=0.025"),
+        (0.1, "le=0.1"),
+        (0.5, "le=0.5"),
+        (2.5, "le=2.5"),
+    ];
+    BOUNDS
+        .iter()
+        .find(|(bound, _)| seconds <= *bound)
+        .map_or("le=inf", |&(_, label)| label)
 }

@@ -47,6 +47,9 @@ pub struct RecommendationParams {
     exclude: Option<String>,
     /// Also return items the user already interacted with (never purchased ones).
     include_interacted: Option<bool>,
+    /// Add to each item why it is listed: `reason`, and for a personal score `because`, the
+    /// history items it came from with their shares (the shares of all of them sum to 1).
+    explain: Option<bool>,
 }
 
 /// The query string, parsed by hand so every mistake gets the envelope and a clear message.
@@ -109,14 +112,12 @@ impl Params {
             .collect()
     }
 
-    fn include_interacted(&self) -> ApiResult<bool> {
-        match self.get("include_interacted") {
+    /// A boolean parameter, false when absent.
+    fn flag(&self, key: &'static str) -> ApiResult<bool> {
+        match self.get(key) {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
-            Some(_) => Err(ApiError::parameter(
-                "include_interacted",
-                "must be true or false",
-            )),
+            Some(_) => Err(ApiError::parameter(key, "must be true or false")),
         }
     }
 }
@@ -169,7 +170,8 @@ pub async fn recommendations(
         n: params.n()?,
         category: params.category()?,
         exclude: params.exclude()?,
-        include_interacted: params.include_interacted()?,
+        include_interacted: params.flag("include_interacted")?,
+        explain: params.flag("explain")?,
     };
     let rec = state.serving.recommend(&user, &q).await?;
     Ok(Json(RecommendationsOut {
@@ -184,7 +186,11 @@ pub async fn recommendations(
 
 #[utoipa::path(
     get, path = "/v1/items/{item_id}/similar", tag = "recommendations",
-    params(("item_id" = super::schema::Id, Path), ("n" = Option<usize>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 10")),
+    params(
+        ("item_id" = super::schema::Id, Path),
+        ("n" = Option<usize>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 10"),
+        ("explain" = Option<bool>, Query, description = "add `co_users` to each item: how many users interacted with both items"),
+    ),
     responses(
         (status = 200, body = SimilarOut), (status = 401, body = ErrorEnvelope),
         (status = 404, description = "neither the catalog nor the model knows the item", body = ErrorEnvelope),
@@ -198,8 +204,10 @@ pub async fn similar(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<SimilarOut>> {
     let id = item_id(raw)?;
-    let n = Params::new(query)?.n()?;
-    let (model_version, items) = state.serving.similar(id.as_str(), n).ok_or_else(|| {
+    let params = Params::new(query)?;
+    let (n, explain) = (params.n()?, params.flag("explain")?);
+    let found = state.serving.similar(id.as_str(), n, explain);
+    let (model_version, items) = found.ok_or_else(|| {
         ApiError::NotFound(format!(
             "no item {:?} in the catalog or the model",
             id.as_str()

@@ -11,6 +11,7 @@ use crate::{
     config::Config,
     domain::{EventType, EventWeights},
     model::{
+        explain::co_users,
         holdout,
         popularity::popularity,
         selection::{self, Trial},
@@ -235,12 +236,10 @@ pub fn fit_and_gate(
         "selection": selection_summary(&trials),
     });
     let model = (status == ModelStatus::Accepted).then(|| {
-        let ranker = phases.time("fit", || {
-            chosen.fit(&Interactions::from_events(
-                n_users,
-                n_items,
-                &indexed.events,
-            ))
+        let (data, ranker) = phases.time("fit", || {
+            let data = Interactions::from_events(n_users, n_items, &indexed.events);
+            let ranker = chosen.fit(&data);
+            (data, ranker)
         });
         let pop = phases.time("popularity", || {
             popularity(
@@ -250,6 +249,7 @@ pub fn fit_and_gate(
             )
         });
         let similar = phases.time("similar", || ranker.similar(params.similar_k));
+        let co_users = phases.time("co_users", || co_users(&data, &similar));
         FittedModel {
             item_ids: indexed.item_ids.clone(),
             ranker,
@@ -257,6 +257,7 @@ pub fn fit_and_gate(
             popularity: pop.scores,
             similar,
             weights: params.weights,
+            co_users,
         }
     });
     Fitted {

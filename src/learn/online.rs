@@ -164,6 +164,14 @@ impl Online {
         if tally.credited > 0 {
             metrics::counter!("recloop_credited_responses_total").increment(tally.credited);
         }
+        for ((version, arm, _), counts) in &tally.by_version {
+            for (kind, n) in ["click", "add_to_cart", "purchase"].iter().zip(counts) {
+                if *n > 0 {
+                    let labels = format!("version={version}&arm={}&type={kind}", arm.as_str());
+                    self.serving.stats.add("credited", labels, *n as f64);
+                }
+            }
+        }
         Ok(tally.credited)
     }
 

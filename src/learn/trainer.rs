@@ -143,7 +143,27 @@ impl Trainer {
         }
     }
 
+    /// One training, counted in the statistics by its outcome (a failure included).
     async fn train_locked(
+        &self,
+        params: TrainingParams,
+        lease: &mut TrainingLease,
+    ) -> anyhow::Result<Outcome> {
+        let started = Instant::now();
+        let outcome = self.train_counted(params, lease).await;
+        let status = match &outcome {
+            Ok(Outcome::Trained(record)) => record.status.as_str(),
+            Err(e) if !e.is::<ErasedDuring>() => "failed",
+            _ => return outcome,
+        };
+        let labels = format!("outcome={status}");
+        let stats = &self.serving.stats;
+        stats.add("trainings", labels.clone(), 1.0);
+        stats.add("training_seconds", labels, started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn train_counted(
         &self,
         params: TrainingParams,
         lease: &mut TrainingLease,

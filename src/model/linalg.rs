@@ -134,6 +134,13 @@ pub fn mirror_lower(a: &mut [f32], k: usize) {
 /// regularisation on degenerate data) is clamped so the solve still returns a finite,
 /// if regularised, answer instead of NaN.
 pub fn cholesky_solve(a: &mut [f64], b: &mut [f64], k: usize) {
+    cholesky_factor(a, k);
+    cholesky_substitute(a, b, k);
+}
+
+/// The factorisation step of [`cholesky_solve`]: `a` (upper triangle, row-major) becomes `U`
+/// with `UᵀU = A`, for solving several right-hand sides with [`cholesky_substitute`].
+pub fn cholesky_factor(a: &mut [f64], k: usize) {
     const PANEL: usize = 4;
     for j in (0..k).step_by(PANEL) {
         let jb = PANEL.min(k - j);
@@ -168,6 +175,10 @@ pub fn cholesky_solve(a: &mut [f64], b: &mut [f64], k: usize) {
             }
         }
     }
+}
+
+/// Solves `UᵀU x = b` in place, `a` as [`cholesky_factor`] left it.
+pub fn cholesky_substitute(a: &[f64], b: &mut [f64], k: usize) {
     // Forward substitution Uᵀ y = b, row by row of U.
     for j in 0..k {
         b[j] /= a[j * k + j];

@@ -10,6 +10,7 @@ mod als_params;
 pub mod arms;
 pub mod artifact;
 pub mod ease;
+pub mod explain;
 mod fold;
 pub mod holdout;
 mod int8;

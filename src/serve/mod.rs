@@ -13,9 +13,11 @@
 
 mod catalog;
 mod demote;
+mod explain;
 mod impressions;
 mod rank;
 mod snapshot;
+pub mod stats;
 mod user;
 mod writes;
 
@@ -31,6 +33,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 pub use catalog::Catalog;
 pub use demote::penalized;
+pub use explain::{Because, Reason, BECAUSE_LEN};
 pub use impressions::{spawn_writer, ImpressionSink};
 pub use rank::{exploration_slots, RecommendQuery, ScoredItem, Source};
 pub use snapshot::Snapshot;
@@ -94,6 +97,8 @@ pub struct Serving {
     new_items: ArcSwap<Vec<String>>,
     /// The version an operator pinned (0: none), as the database said when last asked.
     pinned: AtomicI64,
+    /// Counts for `GET /v1/stats`, written behind the requests.
+    pub stats: Arc<stats::StatsTally>,
 }
 
 impl Serving {
@@ -111,6 +116,7 @@ impl Serving {
             impressions: None,
             new_items: Default::default(),
             pinned: AtomicI64::new(0),
+            stats: Default::default(),
         }
     }
 
@@ -263,6 +269,11 @@ impl Serving {
         q: &RecommendQuery,
     ) -> StoreResult<Recommendation> {
         let Some((snap, arm, experiment)) = self.model_for(user) else {
+            self.stats.add(
+                "responses",
+                response_labels(Source::Popular, Arm::Champion),
+                1.0,
+            );
             return Ok(Recommendation {
                 recommendation_id: format!("{}-v0", ulid::Ulid::new()),
                 arm: Arm::Champion,
@@ -273,7 +284,12 @@ impl Serving {
         };
         let recommendation_id = format!("{}-v{}", ulid::Ulid::new(), snap.version());
         let state = self.user_state(user, &snap).await?;
-        let (source, items) = self.rank(&snap, &state, q, &recommendation_id);
+        let (source, mut items) = self.rank(&snap, &state, q, &recommendation_id);
+        if q.explain {
+            self.explain(&snap, &state, q, source, &mut items);
+        }
+        self.stats
+            .add("responses", response_labels(source, arm), 1.0);
         let shown_ms = chrono::Utc::now().timestamp_millis();
         let known: Vec<u32> = items
             .iter()
@@ -303,5 +319,15 @@ impl Serving {
             source,
             items,
         })
+    }
+}
+
+/// The labels of the `responses` series, without an allocation per request.
+fn response_labels(source: Source, arm: Arm) -> &'static str {
+    match (source, arm) {
+        (Source::Personalized, Arm::Champion) => "source=personalized&arm=champion",
+        (Source::Personalized, Arm::Challenger) => "source=personalized&arm=challenger",
+        (Source::Popular, Arm::Champion) => "source=popular&arm=champion",
+        (Source::Popular, Arm::Challenger) => "source=popular&arm=challenger",
     }
 }

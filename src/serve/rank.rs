@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::{
     catalog::CatalogView,
     demote::{penalized_top, DemotedOrder},
+    explain::{Because, Reason},
     snapshot::{Snapshot, SHORTLIST_LEN},
     user::{Ranked, ShownCounts, UserState},
     Serving,
@@ -50,6 +51,15 @@ pub struct ScoredItem {
     /// whatever its score. Absent otherwise.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub explore: bool,
+    /// With `explain=true`: the history items this score came from, largest part first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub because: Option<Vec<Because>>,
+    /// With `explain=true`: why the item is listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// With `explain=true` on similar items: how many users interacted with both items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub co_users: Option<u32>,
 }
 
 impl ScoredItem {
@@ -58,6 +68,9 @@ impl ScoredItem {
             item_id,
             score,
             explore: false,
+            because: None,
+            reason: None,
+            co_users: None,
         }
     }
 }
@@ -69,6 +82,8 @@ pub struct RecommendQuery {
     pub category: Option<String>,
     pub exclude: HashSet<String>,
     pub include_interacted: bool,
+    /// Say why each item is listed (`reason`, `because`).
+    pub explain: bool,
 }
 
 /// The one test an item passes to be listed in a response: not hidden from the user (bought;
@@ -296,9 +311,8 @@ impl Serving {
                 };
                 let usable = usable && !items.iter().chain(&chosen).any(|it| &it.item_id == id);
                 usable.then(|| ScoredItem {
-                    item_id: id.clone(),
-                    score,
                     explore: true,
+                    ..ScoredItem::new(id.clone(), score)
                 })
             });
             match pick {
@@ -363,7 +377,13 @@ impl Serving {
     /// Items like `item_id`, with the version that found them; `None` when neither the model
     /// nor the catalog knows the item. A catalog item nobody has touched yet is known, just
     /// without neighbours so far.
-    pub fn similar(&self, item_id: &str, n: usize) -> Option<(Option<i64>, Vec<ScoredItem>)> {
+    /// With `explain`, each listed item carries how many users interacted with both.
+    pub fn similar(
+        &self,
+        item_id: &str,
+        n: usize,
+        explain: bool,
+    ) -> Option<(Option<i64>, Vec<ScoredItem>)> {
         let snap = self.current();
         let Some((snap, &i)) = snap.as_ref().and_then(|s| Some((s, s.index.get(item_id)?))) else {
             let known = self.catalog.contains(item_id);
@@ -372,7 +392,15 @@ impl Serving {
         let q = RecommendQuery::default();
         let admission = Admission::new(self, snap, None, &q);
         let similar = snap.model.similar[i as usize].iter().copied();
-        let items = admission.pick(similar, false, n).unwrap_or_default();
+        let mut items = admission.pick(similar, false, n).unwrap_or_default();
+        if explain {
+            let neighbours = &snap.model.similar[i as usize];
+            for item in &mut items {
+                let j = snap.index.get(&item.item_id).copied();
+                let rank = neighbours.iter().position(|&(n, _)| Some(n) == j);
+                item.co_users = rank.and_then(|r| snap.model.co_users(i, r));
+            }
+        }
         Some((Some(snap.version()), items))
     }
 }

@@ -24,6 +24,10 @@ pub(super) struct UserState {
     /// The user's stamp in a shared database, read before the history.
     stamp: Option<UserStamp>,
     pub(super) vector: Option<UserVector>,
+    /// The weighted history the vector was folded in from, sorted by item, and the strongest
+    /// event type on each of its items: what an explanation splits a score over.
+    pub(super) fold: Box<[(u32, f32)]>,
+    kinds: Box<[EventType]>,
     pub(super) interacted: FnvHashSet<u32>,
     pub(super) purchased: FnvHashSet<u32>,
     /// Items of the history the model does not know (too new): never explored for this user.
@@ -33,6 +37,15 @@ pub(super) struct UserState {
     pub(super) ranked: OnceLock<Ranked>,
     /// How often each item was shown since the user last touched it.
     pub(super) shown: Mutex<ShownCounts>,
+}
+
+impl UserState {
+    /// The strongest event type the user has on history item `i` (a view when unknown).
+    pub(super) fn strongest(&self, i: u32) -> EventType {
+        self.fold
+            .binary_search_by_key(&i, |&(j, _)| j)
+            .map_or(EventType::View, |at| self.kinds[at])
+    }
 }
 
 pub(super) struct Ranked {
@@ -109,6 +122,8 @@ fn degraded(cached: Option<Arc<UserState>>, e: StoreError) -> StoreResult<Arc<Us
             generation: 0,
             stamp: None,
             vector: None,
+            fold: Box::default(),
+            kinds: Box::default(),
             interacted: FnvHashSet::default(),
             purchased: FnvHashSet::default(),
             touched_unknown: HashSet::new(),
@@ -168,6 +183,7 @@ impl Serving {
         let mut purchased = FnvHashSet::default();
         let mut touched: HashMap<u32, i64> = HashMap::new();
         let mut touched_unknown = HashSet::new();
+        let mut strongest: FnvHashMap<u32, EventType> = FnvHashMap::default();
         // The user's events in the order training reads them (time, then item), so recency
         // weighting gives the scores the holdout measured.
         let mut events: Vec<LogEvent> = Vec::with_capacity(history.len());
@@ -175,6 +191,10 @@ impl Serving {
             if let Some(&i) = snap.index.get(&e.item_id) {
                 let last = touched.entry(i).or_insert(i64::MIN);
                 *last = (*last).max(e.ts_ms);
+                let kind = strongest.entry(i).or_insert(e.event_type);
+                if weights.of(e.event_type) > weights.of(*kind) {
+                    *kind = e.event_type;
+                }
                 let purchase = e.event_type == EventType::Purchase;
                 if purchase {
                     purchased.insert(i);
@@ -229,6 +249,8 @@ impl Serving {
             stamp,
             vector,
             interacted: fold.iter().map(|&(i, _)| i).collect(),
+            kinds: fold.iter().map(|(i, _)| strongest[i]).collect(),
+            fold: fold.into(),
             purchased,
             touched_unknown,
             ranked: Default::default(),

@@ -55,12 +55,17 @@ impl Serving {
         }
         for (t, n) in EventType::ALL.iter().zip(counts) {
             if n > 0 {
+                self.stats.add("events", event_labels(*t), n as f64);
                 metrics::counter!("recloop_events_received_total", "type" => t.as_str())
                     .increment(n as u64);
             }
         }
         metrics::counter!("recloop_events_accepted_total").increment(outcome.accepted);
         metrics::counter!("recloop_events_duplicate_total").increment(outcome.duplicates);
+        if outcome.duplicates > 0 {
+            self.stats
+                .add("events_duplicate", "", outcome.duplicates as f64);
+        }
         for (version, t) in credits {
             metrics::counter!("recloop_credited_events_total",
                 "model_version" => version.to_string(), "type" => t.as_str())
@@ -89,6 +94,16 @@ impl Serving {
             self.catalog.remove(item.as_str());
         }
         Ok(deleted)
+    }
+}
+
+/// The labels of the `events` series.
+fn event_labels(t: EventType) -> &'static str {
+    match t {
+        EventType::View => "type=view",
+        EventType::Click => "type=click",
+        EventType::AddToCart => "type=add_to_cart",
+        EventType::Purchase => "type=purchase",
     }
 }
 

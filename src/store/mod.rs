@@ -6,6 +6,7 @@ pub mod postgres;
 mod rows;
 pub mod sqlite;
 mod sqlite_read;
+pub mod stats;
 mod users;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::domain::{EventType, ItemId, NewEvent, UserId};
 
 pub use error::{within, Cause, StoreError, StoreResult};
 pub use rows::HISTORY_LIMIT;
+pub use stats::{StatDelta, StatPoint, StatStep};
 
 /// The result of appending one request's events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -345,12 +347,15 @@ const CREDITED_TYPES: [EventType; 3] =
     [EventType::Click, EventType::AddToCart, EventType::Purchase];
 
 /// What one credit tally did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
     /// Responses newly credited (per event type).
     pub credited: u64,
     /// The newest event sequence number read.
     pub read_to: i64,
+    /// What was newly credited, per (model version, arm, experiment): clicks, add-to-carts and
+    /// purchases. Each credit is returned by exactly one tally, whichever replica ran it.
+    pub by_version: Vec<((i64, Arm, i64), [i64; 3])>,
 }
 
 /// A cheap fingerprint of a user's history: (number of events, newest sequence number).
@@ -460,6 +465,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes impressions (and their credit marks) shown before `before_ms`; the totals stay.
     async fn purge_impressions(&self, before_ms: i64) -> StoreResult<u64>;
+
+    /// Adds each increment to its minute, hour and day, in one transaction.
+    async fn add_stats(&self, deltas: &[StatDelta]) -> StoreResult<()>;
+
+    /// The buckets of one width that start in `[from_ms, to_ms)`, by series, labels and time.
+    async fn stats(&self, step: StatStep, from_ms: i64, to_ms: i64) -> StoreResult<Vec<StatPoint>>;
+
+    /// Deletes the buckets past their step's retention; how many.
+    async fn prune_stats(&self, now_ms: i64) -> StoreResult<u64>;
 
     /// Moves a model from one status to another, appending `note` to its reason; false when it
     /// was not in status `from` (another replica decided first). Announced like a new model.

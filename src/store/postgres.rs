@@ -678,7 +678,8 @@ impl Store for PostgresStore {
                 rows::credit(version, &arm, experiment, code.into())
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        for ((version, arm, experiment), [clicks, carts, purchases]) in credit_totals(&credited) {
+        let by_version = credit_totals(&credited);
+        for &((version, arm, experiment), [clicks, carts, purchases]) in &by_version {
             sqlx::query(
                 "INSERT INTO online_counts (model_version, arm, experiment, clicks, add_to_carts, \
                  purchases) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (model_version, arm, experiment) \
@@ -704,6 +705,7 @@ impl Store for PostgresStore {
         Ok(Tally {
             credited: credited.len() as u64,
             read_to: to,
+            by_version,
         })
     }
 
@@ -715,6 +717,18 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         decode_all(rows)
+    }
+
+    async fn add_stats(&self, deltas: &[StatDelta]) -> StoreResult<()> {
+        stats::add_postgres(&self.pool, deltas).await
+    }
+
+    async fn stats(&self, step: StatStep, from_ms: i64, to_ms: i64) -> StoreResult<Vec<StatPoint>> {
+        stats::read_postgres(&self.pool, step, from_ms, to_ms).await
+    }
+
+    async fn prune_stats(&self, now_ms: i64) -> StoreResult<u64> {
+        stats::prune_postgres(&self.pool, now_ms).await
     }
 
     async fn purge_impressions(&self, before_ms: i64) -> StoreResult<u64> {

@@ -877,7 +877,8 @@ impl Store for SqliteStore {
                 },
             )
             .collect::<StoreResult<Vec<_>>>()?;
-        for ((version, arm, experiment), [clicks, carts, purchases]) in credit_totals(&credited) {
+        let by_version = credit_totals(&credited);
+        for &((version, arm, experiment), [clicks, carts, purchases]) in &by_version {
             sqlx::query(
                 "INSERT INTO online_counts (model_version, arm, experiment, clicks, add_to_carts, \
                  purchases) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model_version, arm, experiment) \
@@ -903,6 +904,7 @@ impl Store for SqliteStore {
         Ok(Tally {
             credited: credited.len() as u64,
             read_to: to,
+            by_version,
         })
     }
 
@@ -914,6 +916,18 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await?;
         decode_all(rows)
+    }
+
+    async fn add_stats(&self, deltas: &[StatDelta]) -> StoreResult<()> {
+        stats::add_sqlite(&self.write, deltas).await
+    }
+
+    async fn stats(&self, step: StatStep, from_ms: i64, to_ms: i64) -> StoreResult<Vec<StatPoint>> {
+        stats::read_sqlite(&self.read, step, from_ms, to_ms).await
+    }
+
+    async fn prune_stats(&self, now_ms: i64) -> StoreResult<u64> {
+        stats::prune_sqlite(&self.write, now_ms).await
     }
 
     async fn purge_impressions(&self, before_ms: i64) -> StoreResult<u64> {

@@ -12,8 +12,9 @@ use recloop::{
     domain::{ItemId, NewEvent, UserId},
     store::{
         Activation, AppendOutcome, DynStore, Erased, HistoryEvent, Impression, Item, ItemUpsert,
-        Log, ModelRecord, ModelStatus, NewModelRecord, OnlineCounts, Service, Shown, Store,
-        StoreError, StoreResult, Tally, TrainingLease, UserActivity, UserExport, UserStamp,
+        Log, ModelRecord, ModelStatus, NewModelRecord, OnlineCounts, Service, Shown, StatDelta,
+        StatPoint, StatStep, Store, StoreError, StoreResult, Tally, TrainingLease, UserActivity,
+        UserExport, UserStamp,
     },
 };
 use tokio::sync::{watch, RwLock};
@@ -208,6 +209,21 @@ impl Store for FaultyStore {
     async fn purge_impressions(&self, before_ms: i64) -> StoreResult<u64> {
         self.check()?;
         self.inner.purge_impressions(before_ms).await
+    }
+
+    async fn add_stats(&self, deltas: &[StatDelta]) -> StoreResult<()> {
+        self.check()?;
+        self.inner.add_stats(deltas).await
+    }
+
+    async fn stats(&self, step: StatStep, from_ms: i64, to_ms: i64) -> StoreResult<Vec<StatPoint>> {
+        self.check()?;
+        self.inner.stats(step, from_ms, to_ms).await
+    }
+
+    async fn prune_stats(&self, now_ms: i64) -> StoreResult<u64> {
+        self.check()?;
+        self.inner.prune_stats(now_ms).await
     }
 
     async fn change_model_status(

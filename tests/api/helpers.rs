@@ -372,3 +372,21 @@ pub async fn replica_serving(app: &TestApp) -> recloop::serve::Serving {
         .unwrap();
     serving
 }
+
+/// One round of the online loop, as the background task runs it.
+pub async fn tick(app: &TestApp) {
+    flush(app).await;
+    recloop::learn::Online::new(
+        app.state.store.clone(),
+        app.state.serving.clone(),
+        app.state.config.clone(),
+    )
+    .tick()
+    .await
+    .expect("online round");
+}
+
+/// Waits until every impression recorded so far is written.
+pub async fn flush(app: &TestApp) {
+    within(app.state.serving.impressions().expect("a sink").flush()).await;
+}

@@ -26,6 +26,7 @@ fn admin_routes() -> Vec<(Method, &'static str, Option<serde_json::Value>)> {
         (Method::POST, "/v1/model/unpin", None),
         (Method::DELETE, "/v1/users/someone", None),
         (Method::GET, "/v1/users/someone/export", None),
+        (Method::GET, "/v1/stats", None),
     ]
 }
 

@@ -29,6 +29,7 @@ mod ops;
 mod pg;
 mod recommendations;
 mod rollback;
+mod stats;
 mod users;
 
 /// Generates `mod sqlite` and `mod postgres`, each with a module per test module and in it one
@@ -143,5 +144,12 @@ on_both_backends! {
         a_narrow_category_ranks_past_the_cached_shortlist,
         similar_items_come_from_the_same_taste,
         popular_lists_recent_popularity,
+        explanations_split_an_ease_score_over_the_history,
+        explanations_split_an_ials_score_over_the_history,
+        trending_in_category_and_co_users_explain_lists_that_are_not_personal,
+    ],
+    stats: [
+        the_counts_match_what_was_posted_served_and_credited,
+        bad_stats_queries_are_422,
     ],
 }

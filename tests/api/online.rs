@@ -2,32 +2,11 @@
 
 use std::collections::HashSet;
 
-use recloop::{
-    learn::Online,
-    store::{Arm, Impression},
-};
+use recloop::store::{Arm, Impression};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-
-/// One round of the online loop, as the background task runs it.
-async fn tick(app: &TestApp) {
-    flush(app).await;
-    Online::new(
-        app.state.store.clone(),
-        app.state.serving.clone(),
-        app.state.config.clone(),
-    )
-    .tick()
-    .await
-    .expect("online round");
-}
-
-/// Waits until every impression recorded so far is written.
-async fn flush(app: &TestApp) {
-    within(app.state.serving.impressions().expect("a sink").flush()).await;
-}
 
 fn version_entry(versions: &Value, version: i64) -> Value {
     versions["versions"]

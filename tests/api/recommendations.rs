@@ -336,3 +336,151 @@ pub async fn popular_lists_recent_popularity(backend: Backend) {
     scores_descend(&body);
     assert_eq!(ids(&app.get_ok("/v1/popular").await).len(), 10);
 }
+
+/// `explain=true` on a user with a short history, under the algorithm the choice takes
+/// (`ease_max_items` 0 keeps EASE out, so both kinds are checked over HTTP).
+async fn explained_user(backend: Backend, ease: bool) {
+    let app = TestApp::spawn_with(backend, |c| {
+        // Without the penalty, asking again gives the same list (the test of `explain`
+        // under the penalty is below).
+        c.exploration = 0.0;
+        c.impression_penalty = 0.0;
+        if !ease {
+            c.ease_max_items = 0;
+        }
+    })
+    .await;
+    app.seed_and_train().await;
+    let algorithm = app.get_ok("/v1/model").await["algorithm"].clone();
+    assert_eq!(
+        algorithm.as_str().unwrap().starts_with("ease"),
+        ease,
+        "{algorithm}"
+    );
+    let history = [
+        ("i1", "view"),
+        ("i2", "view"),
+        ("i2", "purchase"),
+        ("i7", "click"),
+    ];
+    let events: Vec<Value> = history
+        .iter()
+        .map(|(item, kind)| json!({"user_id": "explained", "item_id": item, "type": kind}))
+        .collect();
+    app.post_events_ok(&Value::Array(events)).await;
+
+    let plain = app.recommend("explained", "n=5").await;
+    assert!(
+        plain["items"][0].get("because").is_none() && plain["items"][0].get("reason").is_none(),
+        "only when asked: {plain}"
+    );
+    let body = app.recommend("explained", "n=5&explain=true").await;
+    assert_eq!(ids(&body), ids(&plain), "explaining changes no list");
+    for item in body["items"].as_array().unwrap() {
+        assert_eq!(item["reason"], "personalized", "{item}");
+        let because = item["because"].as_array().expect("because");
+        // Three history items, all listed: their shares sum to 1, their parts to the score.
+        assert_eq!(because.len(), 3, "{item}");
+        let shares: Vec<f64> = because
+            .iter()
+            .map(|b| b["share"].as_f64().unwrap())
+            .collect();
+        assert!(
+            shares.windows(2).all(|w| w[0] >= w[1]),
+            "largest first: {item}"
+        );
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{item}");
+        let parts: f64 = because
+            .iter()
+            .map(|b| b["contribution"].as_f64().unwrap())
+            .sum();
+        let score = item["score"].as_f64().unwrap();
+        assert!(
+            (parts - score).abs() <= 1e-4 * score.abs().max(1e-3),
+            "{item}"
+        );
+        for b in because {
+            let want = match b["item_id"].as_str().unwrap() {
+                "i1" => "view",
+                "i2" => "purchase",
+                "i7" => "click",
+                other => panic!("{other} is not in the history: {item}"),
+            };
+            assert_eq!(b["type"], want, "the strongest event on it: {item}");
+        }
+    }
+    // Not personal: the list it came from.
+    let popular = app.recommend("nobody", "n=3&explain=true").await;
+    assert_eq!(popular["items"][0]["reason"], "popular", "{popular}");
+    assert!(popular["items"][0].get("because").is_none(), "{popular}");
+    let response = app
+        .get("/v1/users/explained/recommendations?explain=yes")
+        .await;
+    expect_error(
+        response,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_parameter",
+    )
+    .await;
+}
+
+pub async fn explanations_split_an_ease_score_over_the_history(backend: Backend) {
+    explained_user(backend, true).await;
+}
+
+pub async fn explanations_split_an_ials_score_over_the_history(backend: Backend) {
+    explained_user(backend, false).await;
+}
+
+pub async fn trending_in_category_and_co_users_explain_lists_that_are_not_personal(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    app.seed_and_train().await;
+    app.put_item("i3", json!({"categories": ["shoes"]})).await;
+    let body = app
+        .recommend("nobody", "n=3&category=shoes&explain=true")
+        .await;
+    assert_eq!(ids(&body), vec!["i3"], "{body}");
+    assert_eq!(body["items"][0]["reason"], "trending_in_category", "{body}");
+
+    // co_users against the log itself: the users who have events on both items.
+    let log = app.stored_events().await;
+    let users_of = |item: &str| -> std::collections::HashSet<String> {
+        log.iter()
+            .filter(|r| r.item_id == item)
+            .map(|r| r.user_id.clone())
+            .collect()
+    };
+    let similar = app.get_ok("/v1/items/i0/similar?n=5&explain=true").await;
+    let items = similar["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "{similar}");
+    for item in items {
+        let both = users_of("i0")
+            .intersection(&users_of(item["item_id"].as_str().unwrap()))
+            .count();
+        assert_eq!(item["co_users"], both, "{similar}");
+    }
+    // Under the impression penalty (the default) the parts still sum to the listed score:
+    // the second list is demoted by what the first one showed.
+    app.recommend("u0", "n=5").await;
+    let demoted = app.recommend("u0", "n=5&explain=true").await;
+    for item in demoted["items"].as_array().unwrap() {
+        let because = item["because"].as_array().expect("because");
+        let parts: f64 = because
+            .iter()
+            .map(|b| b["contribution"].as_f64().unwrap())
+            .sum();
+        let shares: f64 = because.iter().map(|b| b["share"].as_f64().unwrap()).sum();
+        let score = item["score"].as_f64().unwrap();
+        if because.len() < recloop::serve::BECAUSE_LEN {
+            assert!((shares - 1.0).abs() < 1e-4, "{item}");
+            assert!(
+                (parts - score).abs() <= 1e-4 * score.abs().max(1e-3),
+                "{item}"
+            );
+        }
+    }
+    let plain = app.get_ok("/v1/items/i0/similar?n=5").await;
+    assert!(plain["items"][0].get("co_users").is_none(), "{plain}");
+}

@@ -15,6 +15,7 @@ mod models;
 mod online;
 #[path = "../common/pg.rs"]
 mod pg;
+mod stats;
 mod support;
 
 /// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]` per case.
@@ -87,6 +88,8 @@ conformance! {
         online::a_challenger_is_decided_once,
         online::an_erasure_takes_responses_and_holds_back_older_ones,
         online::user_ids_page_through_every_user_once,
+        stats::increments_add_up_in_their_minute_hour_and_day,
+        stats::each_step_is_pruned_after_its_retention,
     ],
     database: [
         lifecycle::reopen_keeps_everything,
