@@ -43,17 +43,14 @@ pub async fn build_app(config: Config) -> anyhow::Result<App> {
 }
 
 pub async fn build_app_with_store(config: Arc<Config>, store: DynStore) -> anyhow::Result<App> {
-    let serving = Arc::new(
-        Serving::new(
-            store.clone(),
-            config.user_cache_capacity,
-            config.exclude_interacted,
-        )
-        .with_policy(
-            serve::Policy::from_config(&config),
-            Some(serve::spawn_writer(store.clone())),
-        ),
+    let serving = Serving::new(
+        store.clone(),
+        config.user_cache_capacity,
+        config.exclude_interacted,
     );
+    let impressions = serve::spawn_writer(store.clone(), serving.stats.clone());
+    let serving =
+        Arc::new(serving.with_policy(serve::Policy::from_config(&config), Some(impressions)));
     serve::stats::spawn_stats_writer(store.clone(), serving.stats.clone());
     serving.catalog.apply(&store.list_items().await?);
     learn::adopt_champion(&store, &serving).await?;

@@ -1,6 +1,7 @@
 //! HTTP only: one module per resource, each with its router; `router()` puts them together
 //! with the cross-cutting layers (keys, metrics, timeout, body limit, tracing).
 
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod items;
@@ -77,6 +78,7 @@ pub struct Shared {
         model::activate, model::unpin,
         users::erase, users::export,
         stats::stats,
+        dashboard::page,
         ops::healthz, ops::readyz, ops::metrics_text, ops::openapi,
     ),
     modifiers(&KeySchemes, &Hostile)
@@ -207,6 +209,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1)
         .merge(ops::router())
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

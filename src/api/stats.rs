@@ -45,7 +45,8 @@ pub struct StatsOut {
     pub to: String,
     /// Every counter with a bucket in the range. Series: `events` (acknowledged events by
     /// `type`, a retried duplicate included), `events_duplicate`, `responses` (recommendation
-    /// responses by `source` and `arm`), `credited` (responses credited with a click,
+    /// responses by `source` and `arm`), `impressions` (responses recorded, by model `version`
+    /// and `arm`), `credited` (responses credited with a click,
     /// add-to-cart or purchase, by model `version`, `arm` and `type`), `trainings` and
     /// `training_seconds` (by `outcome`: accepted, rejected, challenger or failed), `requests`
     /// (HTTP requests by latency bucket `le`, in seconds) and `request_seconds` (their total time).

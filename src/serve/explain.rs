@@ -2,10 +2,8 @@
 //! score came from (`model::explain`, an exact split); any other item carries the list it was
 //! taken from. Computed only when asked, after ranking, so a plain request pays nothing.
 
-use serde::Serialize;
-
 use super::{
-    rank::{RecommendQuery, ScoredItem, Source},
+    rank::{Because, Reason, RecommendQuery, ScoredItem, Source},
     snapshot::Snapshot,
     user::UserState,
 };
@@ -14,37 +12,6 @@ use crate::model::explain::Explainer;
 /// How many history items an explanation lists: the largest parts. With a history no longer
 /// than this, every part is listed and the shares sum to 1.
 pub const BECAUSE_LEN: usize = 10;
-
-/// Why an item is in a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// Scored by the model from the user's own history (see `because`).
-    Personalized,
-    /// Recent popularity: the user has no usable history.
-    Popular,
-    /// Recent popularity within the category the request asked for.
-    TrendingInCategory,
-    /// An exploration slot given to an item the model does not know yet.
-    NewItem,
-    /// An exploration slot given to a little-known item the model scored for this user.
-    Explore,
-}
-
-/// One history item's part of a recommended item's score.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Because {
-    pub item_id: String,
-    /// The strongest event type the user has on that item.
-    #[serde(rename = "type")]
-    #[schema(example = "purchase")]
-    pub event_type: &'static str,
-    /// Its share of the score: the shares of all history items sum to 1 (a part that pulled
-    /// the score down is negative).
-    pub share: f64,
-    /// Its part of `score` itself: `share × score`.
-    pub contribution: f64,
-}
 
 impl super::Serving {
     /// Fills `reason` (and `because` for personal scores) on every item of a ranked list.

@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::stats::StatsTally;
 use crate::store::{DynStore, Impression};
 
 /// Impressions waiting to be written; past this the newest are dropped (and counted).
@@ -48,10 +49,23 @@ impl ImpressionSink {
     }
 }
 
+/// The recorded responses of a batch per model version and arm: the `impressions` series,
+/// against which the dashboard divides the credited clicks and purchases.
+fn shown_per_version(batch: &[Impression]) -> Vec<(String, f64)> {
+    let mut counts: std::collections::BTreeMap<(i64, &str), f64> = Default::default();
+    for i in batch {
+        *counts.entry((i.model_version, i.arm.as_str())).or_default() += 1.0;
+    }
+    counts
+        .into_iter()
+        .map(|((version, arm), n)| (format!("version={version}&arm={arm}"), n))
+        .collect()
+}
+
 /// Starts the writer task: it takes whatever is queued (up to `BATCH`) into one transaction.
 /// While it gathers it sleeps instead of waiting on the queue, so that the request path's
 /// sends do not wake it (and another thread) once per response.
-pub fn spawn_writer(store: DynStore) -> ImpressionSink {
+pub fn spawn_writer(store: DynStore, stats: Arc<StatsTally>) -> ImpressionSink {
     let (queue, mut messages) = mpsc::channel(QUEUE);
     let flushing = Arc::new(Notify::new());
     let flushed = flushing.clone();
@@ -79,8 +93,14 @@ pub fn spawn_writer(store: DynStore) -> ImpressionSink {
             // A full batch leaves more queued: write it without gathering first.
             behind = batch.len() >= BATCH;
             let n = batch.len() as u64;
+            let shown = shown_per_version(&batch);
             match store.insert_impressions(batch).await {
-                Ok(()) => metrics::counter!("recloop_impressions_recorded_total").increment(n),
+                Ok(()) => {
+                    metrics::counter!("recloop_impressions_recorded_total").increment(n);
+                    for (labels, count) in shown {
+                        stats.add("impressions", labels, count);
+                    }
+                }
                 Err(e) => {
                     // Telemetry: lost, counted, never retried ahead of newer impressions.
                     tracing::warn!(error = %e, impressions = n, "could not record impressions");

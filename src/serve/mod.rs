@@ -33,9 +33,9 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 pub use catalog::Catalog;
 pub use demote::penalized;
-pub use explain::{Because, Reason, BECAUSE_LEN};
+pub use explain::BECAUSE_LEN;
 pub use impressions::{spawn_writer, ImpressionSink};
-pub use rank::{exploration_slots, RecommendQuery, ScoredItem, Source};
+pub use rank::{exploration_slots, Because, Reason, RecommendQuery, ScoredItem, Source};
 pub use snapshot::Snapshot;
 use user::UserState;
 pub use writes::credited_version;

@@ -8,7 +8,6 @@ use serde::Serialize;
 use super::{
     catalog::CatalogView,
     demote::{penalized_top, DemotedOrder},
-    explain::{Because, Reason},
     snapshot::{Snapshot, SHORTLIST_LEN},
     user::{Ranked, ShownCounts, UserState},
     Serving,
@@ -73,6 +72,37 @@ impl ScoredItem {
             co_users: None,
         }
     }
+}
+
+/// Why an item is in a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Scored by the model from the user's own history (see `because`).
+    Personalized,
+    /// Recent popularity: the user has no usable history.
+    Popular,
+    /// Recent popularity within the category the request asked for.
+    TrendingInCategory,
+    /// An exploration slot given to an item the model does not know yet.
+    NewItem,
+    /// An exploration slot given to a little-known item the model scored for this user.
+    Explore,
+}
+
+/// One history item's part of a recommended item's score.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Because {
+    pub item_id: String,
+    /// The strongest event type the user has on that item.
+    #[serde(rename = "type")]
+    #[schema(example = "purchase")]
+    pub event_type: &'static str,
+    /// Its share of the score: the shares of all history items sum to 1 (a part that pulled
+    /// the score down is negative).
+    pub share: f64,
+    /// Its part of `score` itself: `share × score`.
+    pub contribution: f64,
 }
 
 /// What a recommendation request asks for, parsed.

@@ -102,6 +102,12 @@ pub async fn the_counts_match_what_was_posted_served_and_credited(backend: Backe
             at(&[(&credited, 1.0), (&bought, 1.0)]),
             "{step}"
         );
+        // Both responses were recorded, under the version that answered.
+        assert_eq!(
+            sums(&stats, "impressions"),
+            at(&[(&format!("arm=champion&version={version}"), 2.0)]),
+            "{step}"
+        );
         assert_eq!(
             sums(&stats, "trainings"),
             at(&[("outcome=accepted", 1.0)]),

@@ -185,7 +185,7 @@ async fn the_description_documents_429_on_every_v1_operation() {
         }
     }
     assert_eq!(
-        seen, 17,
-        "every /v1 operation: challenger promote/retire, activate/unpin and the user erasure and export included"
+        seen, 18,
+        "every /v1 operation: challenger promote/retire, activate/unpin, the user erasure and export and the statistics included"
     );
 }
