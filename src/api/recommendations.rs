@@ -52,17 +52,18 @@ pub struct RecommendationParams {
     explain: Option<bool>,
 }
 
-/// The query string, parsed by hand so every mistake gets the envelope and a clear message.
-struct Params(Vec<(String, String)>);
+/// The query string, parsed by hand so every mistake gets the envelope and a clear message
+/// (also the statistics' query).
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn new(raw: Option<String>) -> ApiResult<Self> {
+    pub(super) fn new(raw: Option<String>) -> ApiResult<Self> {
         serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
             .map(Params)
             .map_err(|e| ApiError::parameter("query", format!("is not a valid query string: {e}")))
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == key)

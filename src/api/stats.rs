@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     error::{ApiError, ApiResult, ErrorEnvelope},
+    recommendations::Params,
     AppState,
 };
 use crate::store::{StatPoint, StatStep};
@@ -75,8 +76,8 @@ fn time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn instant(params: &[(String, String)], key: &str) -> ApiResult<Option<i64>> {
-    let Some((_, raw)) = params.iter().find(|(k, _)| k == key) else {
+fn instant(params: &Params, key: &str) -> ApiResult<Option<i64>> {
+    let Some(raw) = params.get(key) else {
         return Ok(None);
     };
     DateTime::parse_from_rfc3339(raw)
@@ -84,10 +85,10 @@ fn instant(params: &[(String, String)], key: &str) -> ApiResult<Option<i64>> {
         .map_err(|_| ApiError::parameter(key, "must be an RFC 3339 time (2026-12-08T10:15:00Z)"))
 }
 
-fn step(params: &[(String, String)]) -> ApiResult<StatStep> {
-    match params.iter().find(|(k, _)| k == "step") {
+fn step(params: &Params) -> ApiResult<StatStep> {
+    match params.get("step") {
         None => Ok(StatStep::Minute),
-        Some((_, raw)) => StatStep::parse(raw)
+        Some(raw) => StatStep::parse(raw)
             .ok_or_else(|| ApiError::parameter("step", "must be minute, hour or day")),
     }
 }
@@ -106,8 +107,7 @@ pub async fn stats(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<StatsOut>> {
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::parameter("query", format!("is not a valid query string: {e}")))?;
+    let params = Params::new(query)?;
     let step = step(&params)?;
     let to = instant(&params, "to")?.unwrap_or_else(|| Utc::now().timestamp_millis());
     let default_span = match step {

@@ -31,6 +31,8 @@ enum Kind<'a> {
         model: &'a AlsModel,
         /// The Cholesky factor of the user's system `A` (upper triangle, row-major).
         factor: Vec<f64>,
+        /// `c_j · y_j` of every history item in f64, row by row: shared by every explained item.
+        scaled: Vec<f64>,
     },
 }
 
@@ -50,6 +52,7 @@ impl<'a> Explainer<'a> {
             Ranker::Ials(m) => Kind::Ials {
                 model: m,
                 factor: user_system(m, &history),
+                scaled: scaled_rows(m, &history),
             },
         };
         Self { history, kind }
@@ -68,22 +71,34 @@ impl<'a> Explainer<'a> {
                 .iter()
                 .map(|&(j, w)| f64::from(w) * f64::from(ease_weight(m, j, item)))
                 .collect(),
-            Kind::Ials { model, factor } => {
+            Kind::Ials {
+                model,
+                factor,
+                scaled,
+            } => {
                 let k = model.params.factors;
-                let alpha = f64::from(model.params.alpha);
-                let y = |j: u32| &model.item_factors[j as usize * k..(j as usize + 1) * k];
-                let mut z: Vec<f64> = y(item).iter().map(|&v| f64::from(v)).collect();
+                let y = &model.item_factors[item as usize * k..(item as usize + 1) * k];
+                let mut z: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
                 cholesky_substitute(factor, &mut z, k);
-                self.history
-                    .iter()
-                    .map(|&(j, w)| {
-                        let yj: Vec<f64> = y(j).iter().map(|&v| f64::from(v)).collect();
-                        (1.0 + alpha * f64::from(w)) * dot64(&yj, &z)
-                    })
-                    .collect()
+                scaled.chunks_exact(k).map(|cy| dot64(cy, &z)).collect()
             }
         }
     }
+}
+
+/// `c_j · y_j` per history item, `c_j = 1 + α w_j`, in f64.
+fn scaled_rows(m: &AlsModel, history: &[(u32, f32)]) -> Vec<f64> {
+    let k = m.params.factors;
+    let alpha = f64::from(m.params.alpha);
+    history
+        .iter()
+        .flat_map(|&(j, w)| {
+            let c = 1.0 + alpha * f64::from(w);
+            m.item_factors[j as usize * k..(j as usize + 1) * k]
+                .iter()
+                .map(move |&v| c * f64::from(v))
+        })
+        .collect()
 }
 
 /// `B[j,i]`: how much item `j` predicts item `i` (zero where pruned).
